@@ -1,0 +1,1 @@
+"""Dataset preparation: released QA files and hub datasets into the project's question schema."""

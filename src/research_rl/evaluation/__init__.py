@@ -1,0 +1,1 @@
+"""Evaluation: methods (research, direct, rag), metrics, LLM judge, tables."""

@@ -1,0 +1,1 @@
+"""Run reports: self-contained HTML with curves and a trajectory browser, plus PNG figures."""

@@ -1,0 +1,1 @@
+"""GRPO training: a thin adapter from the core's rollouts to TRL's GRPOTrainer."""
