@@ -1,0 +1,125 @@
+"""The GRPO objective, written out once in plain torch: the reference the trainers are tested against.
+
+For a batch of B completions (G per question, question-major) padded to T tokens:
+
+- advantages: each reward minus its group's mean, divided by the group's std (unbiased) plus
+  ``eps``; one scalar per completion, broadcast over its tokens;
+- policy term per token: ``-min(r * A, clip(r, 1 - eps_low, 1 + eps_high) * A)`` with
+  ``r = exp(logp - old_logp)``;
+- KL term per token: the k3 estimator ``exp(ref - logp) - (ref - logp) - 1`` against a frozen
+  reference, weighted by ``beta`` (no importance-sampling correction);
+- aggregation: token-mean, the sum over every unmasked token of the batch divided by their count.
+
+``mask`` is 1 on tokens the model generated and 0 on padding and on tokens the system inserted
+(retrieved ``<result>`` passages): those never reach the loss, its gradient, the KL or any count.
+No TRL import here: the core stays engine-agnostic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+RewardScaling = Literal["group", "batch", "none"]
+
+
+def group_advantages(
+    rewards: torch.Tensor,
+    group_size: int,
+    scale: RewardScaling = "group",
+    eps: float = 1e-4,
+) -> torch.Tensor:
+    """Group-normalised advantages, one per completion.
+
+    ``rewards`` is 1-D, question-major (q0 s0..s(G-1), q1 s0..). ``eps`` keeps groups whose rewards
+    are all equal at advantage 0 (TRL uses 1e-4, verl 1e-6: the difference only matters when a
+    group's std is near zero). ``scale="none"`` only centres (Dr. GRPO), ``"batch"`` divides by the
+    std of the whole batch.
+    """
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be 1-D, got shape {tuple(rewards.shape)}")
+    if group_size < 1 or rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    grouped = rewards.view(-1, group_size)
+    centred = (grouped - grouped.mean(dim=1, keepdim=True)).view(-1)
+    if scale == "none":
+        return centred
+    if scale == "group":
+        std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(grouped)
+        std = std.expand_as(grouped).reshape(-1)
+    elif scale == "batch":
+        std = rewards.std() if rewards.numel() > 1 else torch.zeros(())
+    else:
+        raise ValueError(f"unknown reward scaling {scale!r}: expected group, batch or none")
+    return centred / (std + eps)
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(policy || reference): non-negative, unbiased, low variance."""
+    delta = ref_logp - logp
+    return torch.exp(delta) - delta - 1
+
+
+@dataclass
+class GRPOLoss:
+    loss: torch.Tensor  # scalar, differentiable
+    policy_loss: torch.Tensor  # token-mean of the clipped policy term alone (detached)
+    kl: torch.Tensor  # token-mean k3 KL (detached)
+    clip_fraction: torch.Tensor  # share of tokens whose ratio was clipped against their advantage
+    num_tokens: torch.Tensor  # unmasked tokens the mean ran over
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # where(), not a product: a non-finite value on a masked token must not leak in as NaN.
+    total = torch.where(mask, values, torch.zeros_like(values)).sum()
+    return total / mask.sum().clamp(min=1)
+
+
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    ref_logp: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float = 0.2,
+    clip_eps_high: float | None = None,
+    beta: float = 1e-3,
+) -> GRPOLoss:
+    """The clipped GRPO surrogate plus ``beta`` times the k3 KL, token-mean over ``mask``.
+
+    ``logp``, ``old_logp``, ``ref_logp`` and ``mask`` are (B, T); ``advantages`` is (B,).
+    ``ref_logp`` may be None only when ``beta`` is 0.
+    """
+    if logp.shape != old_logp.shape or logp.shape != mask.shape:
+        raise ValueError(
+            f"shape mismatch: logp {tuple(logp.shape)}, old_logp {tuple(old_logp.shape)}, "
+            f"mask {tuple(mask.shape)}"
+        )
+    if advantages.shape != logp.shape[:1]:
+        raise ValueError(f"advantages must be ({logp.shape[0]},), got {tuple(advantages.shape)}")
+    if beta != 0.0 and ref_logp is None:
+        raise ValueError("beta != 0 needs the reference log-probs")
+    mask = mask.bool()
+    eps_high = clip_eps if clip_eps_high is None else clip_eps_high
+    adv = advantages.unsqueeze(1)
+
+    ratio = torch.exp(logp - old_logp)
+    clipped = torch.clamp(ratio, 1 - clip_eps, 1 + eps_high)
+    policy_term = -torch.min(ratio * adv, clipped * adv)
+    per_token = policy_term
+    kl = torch.zeros((), dtype=logp.dtype)
+    if beta != 0.0:
+        per_token_kl = k3_kl(logp, ref_logp)
+        per_token = per_token + beta * per_token_kl
+        kl = _masked_mean(per_token_kl, mask).detach()
+
+    was_clipped = ((ratio < 1 - clip_eps) & (adv < 0)) | ((ratio > 1 + eps_high) & (adv > 0))
+    return GRPOLoss(
+        loss=_masked_mean(per_token, mask),
+        policy_loss=_masked_mean(policy_term, mask).detach(),
+        kl=kl,
+        clip_fraction=_masked_mean(was_clipped.to(logp.dtype), mask).detach(),
+        num_tokens=mask.sum(),
+    )

@@ -1,0 +1,130 @@
+"""The reference GRPO objective (research_rl.grpo) against hand-derived values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from research_rl.grpo import group_advantages, grpo_loss, k3_kl
+
+
+def test_group_advantages_normalise_within_each_group():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5])
+    adv = group_advantages(rewards, group_size=5, eps=0.0 + 1e-12)
+    std = math.sqrt((0.8**2 + 4 * 0.2**2) / 4)  # unbiased std of the first group
+    assert adv[0].item() == pytest.approx(0.8 / std)
+    assert adv[1].item() == pytest.approx(-0.2 / std)
+    # a group whose rewards are all equal carries no signal
+    assert torch.all(adv[5:] == 0)
+    # groups are independent: shifting one group's rewards leaves the other's advantages alone
+    shifted = rewards.clone()
+    shifted[5:] += 3.0
+    assert torch.allclose(group_advantages(shifted, 5)[:5], group_advantages(rewards, 5)[:5])
+
+
+def test_group_advantages_scaling_modes_and_errors():
+    rewards = torch.tensor([2.0, 0.0, 1.0, 1.0])
+    assert torch.allclose(group_advantages(rewards, 2, scale="none"), torch.tensor([1.0, -1.0, 0, 0]))
+    batch = group_advantages(rewards, 2, scale="batch", eps=0.0)
+    assert torch.allclose(batch, torch.tensor([1.0, -1.0, 0, 0]) / rewards.std())
+    with pytest.raises(ValueError, match="groups of 3"):
+        group_advantages(rewards, 3)
+    with pytest.raises(ValueError, match="unknown reward scaling"):
+        group_advantages(rewards, 2, scale="sequence")  # type: ignore[arg-type]
+
+
+def test_k3_is_an_unbiased_estimate_of_kl():
+    torch.manual_seed(0)
+    logp = torch.log_softmax(torch.randn(7), dim=0)
+    ref = torch.log_softmax(torch.randn(7), dim=0)
+    exact = torch.sum(logp.exp() * (logp - ref))
+    # E_{x~p}[k3(x)] = sum_x p(x) k3(x) = KL(p || ref), exactly
+    assert torch.sum(logp.exp() * k3_kl(logp, ref)).item() == pytest.approx(exact.item(), rel=1e-5)
+    assert torch.all(k3_kl(logp, ref) >= 0)
+    assert torch.all(k3_kl(logp, logp) == 0)
+
+
+def _batch(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    logp = -torch.rand(3, 6, generator=g) * 3
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    return logp, mask
+
+
+def test_token_mean_weighs_every_token_equally():
+    logp, mask = _batch()
+    logp.requires_grad_(True)
+    adv = torch.tensor([1.0, -0.5, 2.0])
+    out = grpo_loss(logp, logp.detach(), None, adv, mask, beta=0.0)
+    # on-policy (ratio 1) the surrogate is -A per token; token-mean over the 14 unmasked tokens
+    per_seq_tokens = mask.sum(1).float()
+    expected = -(adv * per_seq_tokens).sum() / per_seq_tokens.sum()
+    assert out.loss.item() == pytest.approx(expected.item())
+    assert out.num_tokens.item() == 14
+    out.loss.backward()
+    # the gradient w.r.t. each unmasked token's log-prob is -A / num_tokens, zero elsewhere
+    expected_grad = -adv.unsqueeze(1) * mask / 14
+    assert torch.allclose(logp.grad, expected_grad)
+
+
+def test_clipping_stops_the_gradient_past_the_trust_region():
+    logp = torch.zeros(2, 2, requires_grad=True)
+    old = torch.log(torch.tensor([[1 / 1.5, 1 / 1.1], [1 / 0.5, 1.0]]))  # ratios 1.5, 1.1, 0.5, 1
+    adv = torch.tensor([1.0, -1.0])
+    out = grpo_loss(logp, old, None, adv, torch.ones(2, 2), clip_eps=0.2, beta=0.0)
+    out.loss.backward()
+    # ratio 1.5 with A>0 is clipped (no gradient); 1.1 is inside; 0.5 with A<0 is clipped
+    assert logp.grad[0, 0].item() == 0.0
+    assert logp.grad[0, 1].item() != 0.0
+    assert logp.grad[1, 0].item() == 0.0
+    assert logp.grad[1, 1].item() != 0.0
+    assert out.clip_fraction.item() == pytest.approx(0.5)
+
+
+def test_kl_term_is_beta_times_masked_token_mean_k3():
+    logp, mask = _batch(1)
+    ref, _ = _batch(2)
+    adv = torch.zeros(3)
+    out = grpo_loss(logp, logp, ref, adv, mask, beta=0.25)
+    kl = k3_kl(logp, ref)
+    expected = (kl * mask).sum() / mask.sum()
+    assert out.kl.item() == pytest.approx(expected.item())
+    assert out.loss.item() == pytest.approx(0.25 * expected.item())
+
+
+def test_masked_tokens_change_neither_loss_nor_gradient():
+    logp, mask = _batch(3)
+    old, _ = _batch(4)
+    ref, _ = _batch(5)
+    adv = torch.tensor([0.7, -1.2, 0.3])
+
+    def run(lp, o, r):
+        lp = lp.clone().requires_grad_(True)
+        out = grpo_loss(lp, o, r, adv, mask, beta=1e-3)
+        out.loss.backward()
+        return out.loss.detach(), lp.grad
+
+    base_loss, base_grad = run(logp, old, ref)
+    hidden = mask == 0
+    for tensor_index in range(3):
+        inputs = [logp.clone(), old.clone(), ref.clone()]
+        inputs[tensor_index][hidden] = torch.randn(int(hidden.sum())) * 50
+        loss, grad = run(*inputs)
+        assert torch.equal(loss, base_loss)
+        assert torch.allclose(grad[~hidden], base_grad[~hidden])
+        assert torch.all(grad[hidden] == 0)
+    # even a NaN on an inserted token stays out
+    poisoned = old.clone()
+    poisoned[hidden] = float("nan")
+    loss, _ = run(logp, poisoned, ref)
+    assert torch.equal(loss, base_loss)
+
+
+def test_shape_errors_name_the_inputs():
+    logp, mask = _batch()
+    with pytest.raises(ValueError, match="advantages must be"):
+        grpo_loss(logp, logp, None, torch.zeros(2), mask, beta=0.0)
+    with pytest.raises(ValueError, match="reference log-probs"):
+        grpo_loss(logp, logp, None, torch.zeros(3), mask, beta=0.1)
