@@ -1,0 +1,44 @@
+"""Typed configuration of the retriever client and of the retrieval server."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from research_rl.config import StrictModel
+
+
+class RetrieverConfig(StrictModel):
+    """Which retriever the core talks to: an index loaded in-process, or a ``research serve`` URL.
+
+    Switching between them is one value: set ``index`` or ``url`` (exactly one).
+    """
+
+    index: str | None = None
+    url: str | None = None
+    # Optional pins, checked against the index manifest when loading in-process: a mismatched
+    # corpus or encoder is refused instead of silently returning the wrong passages.
+    corpus: str | None = None
+    encoder: str | None = None
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    backoff_s: float = Field(0.5, ge=0)
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> RetrieverConfig:
+        if (self.index is None) == (self.url is None):
+            raise ValueError("set exactly one of 'index' (in-process) or 'url' (HTTP service)")
+        return self
+
+
+class ServerConfig(StrictModel):
+    """Limits and batching of ``research serve`` (configs/serve.yaml)."""
+
+    default_topk: int = Field(5, ge=1)
+    max_topk: int = Field(50, ge=1)
+    max_queries: int = Field(1024, ge=1)
+    max_query_chars: int = Field(4096, ge=1)
+    # Request coalescing: concurrent requests are queued and answered in batches by one worker,
+    # so the encoder and FAISS see large batches instead of one query at a time.
+    coalesce: bool = True
+    max_batch_queries: int = Field(256, ge=1)
+    batch_wait_ms: float = Field(2.0, ge=0)

@@ -1,0 +1,212 @@
+"""Build index directories from a corpus and load them as in-process retrievers.
+
+An index directory holds ``manifest.json``, ``corpus.jsonl`` (a byte copy of the corpus, so the
+directory is self-contained and hits carry their passages) and the kind's own files (``bm25/`` or
+``faiss.index``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from research_rl.corpus import CorpusError, Passage, file_checksum, read_corpus
+from research_rl.retrieval.base import Hit
+from research_rl.retrieval.manifest import IndexLoadError, Manifest
+
+CORPUS_COPY = "corpus.jsonl"
+Kind = Literal["bm25", "dense"]
+
+
+class _Backend(Protocol):
+    num_docs: int
+
+    def search(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]: ...
+
+
+def _read_passages(path: Path, source: str) -> list[Passage]:
+    passages = list(read_corpus(path))
+    seen: set[str] = set()
+    for p in passages:
+        if p.id in seen:
+            raise CorpusError(f"{source}: duplicate passage id {p.id!r}")
+        seen.add(p.id)
+    return passages
+
+
+def build_index(
+    corpus: str | Path,
+    out_dir: str | Path,
+    kind: Kind = "bm25",
+    *,
+    encoder: str | None = None,
+    faiss: str = "flat",
+    query_prefix: str = "",
+    passage_prefix: str = "",
+    batch_size: int = 64,
+    hnsw_m: int = 32,
+    k1: float = 1.5,
+    b: float = 0.75,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> Manifest:
+    """Build a ``kind`` index of ``corpus`` into ``out_dir`` and return its manifest.
+
+    The index is written to a sibling temporary directory and moved into place at the end, so an
+    interrupted build never leaves a directory that looks complete.
+    """
+    corpus, out_dir = Path(corpus), Path(out_dir)
+    if kind not in ("bm25", "dense"):
+        raise ValueError(f"unknown index kind {kind!r}; choose 'bm25' or 'dense'")
+    if kind == "bm25" and (encoder or query_prefix or passage_prefix):
+        raise ValueError("--encoder and the prefixes only apply to --kind dense")
+    if not corpus.is_file():
+        raise FileNotFoundError(f"{corpus}: corpus file not found")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir}: already exists and is not empty (use --overwrite)")
+
+    tmp = out_dir.with_name(out_dir.name + ".building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        # Index the copy, not the source, so the checksum describes exactly what was indexed.
+        shutil.copyfile(corpus, tmp / CORPUS_COPY)
+        passages = _read_passages(tmp / CORPUS_COPY, str(corpus))
+        if not passages:
+            raise CorpusError(f"{corpus}: the corpus has no passages")
+        common: dict[str, Any] = dict(
+            kind=kind,
+            num_docs=len(passages),
+            corpus_checksum=file_checksum(tmp / CORPUS_COPY),
+            corpus_source=str(corpus.resolve()),
+        )
+        texts = (p.contents for p in passages)
+        if kind == "bm25":
+            from research_rl.retrieval.bm25 import BM25Index
+
+            bm25 = BM25Index.build(texts, k1=k1, b=b, show_progress=show_progress)
+            bm25.save(tmp)
+            manifest = Manifest.new(
+                encoder=None,
+                dimension=None,
+                options={
+                    "k1": k1,
+                    "b": b,
+                    "method": "lucene",
+                    "tokenizer": "lowercase-words-en-stopwords",
+                },
+                **common,
+            )
+        else:
+            from research_rl.retrieval.dense import DenseIndex, canonical_encoder
+
+            name = canonical_encoder(encoder)
+            dense, options = DenseIndex.build(
+                texts,
+                len(passages),
+                name,
+                faiss_kind=faiss,
+                query_prefix=query_prefix,
+                passage_prefix=passage_prefix,
+                batch_size=batch_size,
+                hnsw_m=hnsw_m,
+                show_progress=show_progress,
+            )
+            dense.save(tmp)
+            manifest = Manifest.new(
+                encoder=name, dimension=dense.dimension, options=options, **common
+            )
+        manifest.write(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+class IndexRetriever:
+    """The in-process retriever: an index and its passages in this process's memory.
+
+    Thread-safe: searches are serialised, because the encoder and FAISS already use every core.
+    """
+
+    def __init__(
+        self, manifest: Manifest, backend: _Backend, passages: list[Passage], index_dir: Path
+    ):
+        self.manifest = manifest
+        self.index_dir = index_dir
+        self._backend = backend
+        self._passages = passages
+        self._lock = threading.Lock()
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
+
+    @property
+    def num_docs(self) -> int:
+        return len(self._passages)
+
+    def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
+        if topk < 1:
+            raise ValueError(f"topk must be at least 1, got {topk}")
+        if not queries:
+            return []
+        with self._lock:
+            rows = self._backend.search(list(queries), topk)
+        return [[Hit(self._passages[i], score) for i, score in row] for row in rows]
+
+    def close(self) -> None:
+        """Nothing to release; present for the Retriever protocol."""
+
+
+def load_index(
+    index_dir: str | Path,
+    *,
+    corpus: str | Path | None = None,
+    encoder: str | None = None,
+    verify_checksum: bool = True,
+) -> IndexRetriever:
+    """Load an index directory after checking its manifest.
+
+    ``corpus`` and ``encoder``, when given, must be the ones the index was built from.
+    ``verify_checksum`` re-hashes the stored corpus copy to catch a damaged or replaced file.
+    """
+    index_dir = Path(index_dir)
+    manifest = Manifest.read(index_dir)
+    if encoder is not None:
+        from research_rl.retrieval.dense import canonical_encoder
+
+        manifest.check_encoder(canonical_encoder(encoder), index_dir)
+    if corpus is not None:
+        corpus = Path(corpus)
+        if not corpus.is_file():
+            raise FileNotFoundError(f"{corpus}: corpus file not found")
+        manifest.check_corpus(file_checksum(corpus), f"corpus {corpus}")
+    copy = index_dir / CORPUS_COPY
+    if not copy.is_file():
+        raise IndexLoadError(f"{index_dir}: missing {CORPUS_COPY}; the index is incomplete")
+    if verify_checksum:
+        manifest.check_corpus(file_checksum(copy), f"{copy} (the index's corpus copy)")
+    passages = _read_passages(copy, str(copy))
+    backend: _Backend
+    if manifest.kind == "bm25":
+        from research_rl.retrieval.bm25 import SUBDIR, BM25Index
+
+        if not (index_dir / SUBDIR).is_dir():
+            raise IndexLoadError(f"{index_dir}: missing {SUBDIR}/; the index is incomplete")
+        backend = BM25Index.load(index_dir)
+    else:
+        from research_rl.retrieval.dense import DenseIndex
+
+        backend = DenseIndex.load(index_dir, manifest)
+    if not (len(passages) == backend.num_docs == manifest.num_docs):
+        raise IndexLoadError(
+            f"{index_dir}: document count mismatch: manifest {manifest.num_docs}, "
+            f"corpus copy {len(passages)}, {manifest.kind} index {backend.num_docs}"
+        )
+    return IndexRetriever(manifest, backend, passages, index_dir)
