@@ -1,0 +1,80 @@
+"""Fixtures for the core's tests: a small byte-level BPE tokenizer built offline and a fake
+in-memory retriever."""
+
+from __future__ import annotations
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from research_rl.corpus import Passage
+from research_rl.retrieval.base import Hit, RetrieverError
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+_TRAINING_TEXT = [
+    "<think> I need to find the capital. </think> <search> capital of France </search>",
+    "<result> Doc 1 (Title: Paris) Paris is the capital of France. </result>",
+    "<answer> The answer is \\boxed{Paris} </answer>",
+    "User: question? Assistant: the quick brown fox jumps over the lazy dog 0123456789",
+]
+
+
+def make_tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_TRAINING_TEXT * 20, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>"
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> PreTrainedTokenizerFast:
+    return make_tokenizer()
+
+
+class FakeRetriever:
+    """Passages whose title contains a word of the query; records every batched call."""
+
+    def __init__(self, passages: list[Passage], fail: bool = False) -> None:
+        self.passages = passages
+        self.fail = fail
+        self.calls: list[list[str]] = []
+
+    def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
+        self.calls.append(list(queries))
+        if self.fail:
+            raise RetrieverError("index unavailable")
+        out = []
+        for q in queries:
+            words = set(q.lower().split())
+            hits = [Hit(p, 1.0) for p in self.passages if words & set(p.title.lower().split())]
+            out.append(hits[:topk])
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def retriever() -> FakeRetriever:
+    return FakeRetriever(
+        [
+            Passage.from_title_text("1", "Paris", "Paris is the capital of France."),
+            Passage.from_title_text("2", "France", "France is a country in Europe. " * 30),
+            Passage.from_title_text("3", "Dune", "Dune is a novel by Frank Herbert."),
+        ]
+    )
