@@ -47,6 +47,14 @@ def load_encoder(name: str):
         raise IndexLoadError(f"cannot load encoder {name!r}: {err}") from None
 
 
+def _embedding_dimension(model) -> int:
+    # Renamed in sentence-transformers 6; keep working with the older name too.
+    getter = (
+        getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    )
+    return int(getter())
+
+
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
     chunk: list[str] = []
     for item in items:
@@ -88,7 +96,7 @@ class DenseIndex:
                 f"unknown FAISS index type {faiss_kind!r}; choose one of {FAISS_KINDS}"
             )
         model = load_encoder(encoder)
-        dim = int(model.get_sentence_embedding_dimension())
+        dim = _embedding_dimension(model)
         if faiss_kind == "hnsw":
             index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = hnsw_ef_construction
@@ -138,7 +146,7 @@ class DenseIndex:
         if manifest.options.get("faiss") == "hnsw":
             index.hnsw.efSearch = int(manifest.options.get("hnsw_ef_search", 128))
         model = load_encoder(manifest.encoder or DEFAULT_ENCODER)
-        dim = int(model.get_sentence_embedding_dimension())
+        dim = _embedding_dimension(model)
         if dim != manifest.dimension or index.d != manifest.dimension:
             raise IndexLoadError(
                 f"{index_dir}: dimension mismatch: manifest says {manifest.dimension}, FAISS index "

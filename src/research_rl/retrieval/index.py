@@ -71,9 +71,10 @@ def build_index(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        # Index the copy, not the source, so the checksum describes exactly what was indexed.
+        # Read the source (errors name the user's file), then keep a byte copy next to the index;
+        # the manifest's checksum is the copy's, i.e. exactly what the index serves.
+        passages = _read_passages(corpus, str(corpus))
         shutil.copyfile(corpus, tmp / CORPUS_COPY)
-        passages = _read_passages(tmp / CORPUS_COPY, str(corpus))
         if not passages:
             raise CorpusError(f"{corpus}: the corpus has no passages")
         common: dict[str, Any] = dict(
