@@ -1,0 +1,153 @@
+"""The two hooks TRL calls: the rollout function (the core's RolloutEngine) and the reward.
+
+TRL's sampler hands the rollout function the step's prompts already repeated ``group_size``
+times; here a prompt is a question id. The whole local batch goes to ONE ``RolloutEngine.run``
+call (``n=1`` per repeated id), so every turn of every rollout is batched through the backend and
+every turn's queries through the retriever; batching is the main speed-up on CPU. The function
+returns the token ids, the generation log-probs and ``env_mask`` (the core's loss mask: 0 on the
+inserted ``<result>`` tokens), which TRL 1.16 turns into ``tool_mask`` and multiplies into the
+completion mask of the policy loss, the KL term and every token count. The completion text the
+reward reads travels as an extra field (``response_text``): TRL's own decoding skips special
+tokens and would not show what the core scored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from research_rl.backends.base import GenerationBackend, SamplingParams
+from research_rl.questions import Question
+from research_rl.reward import score
+from research_rl.rollout import RolloutEngine
+from research_rl.trajectory import Trajectory
+
+
+class NonFiniteError(RuntimeError):
+    """A non-finite loss, gradient norm or reward: the run stops, the last good checkpoint stays."""
+
+
+@dataclass
+class StepRollouts:
+    """What the rollout function saw and did during one optimiser step (read by the callbacks)."""
+
+    step: int
+    trajectories: list[Trajectory] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def step_seed(base: int, step: int, rank: int = 0) -> int:
+    """The sampling seed of one step on one rank: a function of (seed, step, rank) only, so a
+    resumed run samples exactly what the uninterrupted run would have."""
+    return (base * 1_000_003 + step * 7_919 + rank) % (2**31 - 1)
+
+
+@contextlib.contextmanager
+def generation_model(trainer: Any) -> Iterator[Any]:
+    """The policy as a plain module for ``generate``: unwrapped from DDP/DeepSpeed, with ZeRO-3
+    parameters gathered (as TRL does for its own generation)."""
+    from trl.models.utils import unwrap_model_for_generation
+
+    with unwrap_model_for_generation(
+        trainer.model_wrapped,
+        trainer.accelerator,
+        gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
+    ) as model:
+        was_training = model.training
+        model.eval()
+        try:
+            yield model
+        finally:
+            model.train(was_training)
+
+
+BackendFactory = Callable[[Any, Any], GenerationBackend]  # (trainer, unwrapped model) -> backend
+
+
+class RolloutFunction:
+    """``rollout_func`` for ``GRPOTrainer``: runs the core's rollouts for the step's prompts."""
+
+    def __init__(
+        self,
+        questions: dict[str, Question],
+        engine: RolloutEngine,
+        backend_factory: BackendFactory,
+        seed: int,
+    ) -> None:
+        self.questions = questions
+        self.engine = engine
+        self.backend_factory = backend_factory
+        self.seed = seed
+        self.last: StepRollouts | None = None
+
+    def sampling(self, trainer: Any, step: int) -> SamplingParams:
+        args = trainer.args
+        return SamplingParams(
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k or 0,
+            seed=step_seed(self.seed, step, trainer.accelerator.process_index),
+        )
+
+    def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list]:
+        unknown = [p for p in prompts if p not in self.questions]
+        if unknown:
+            raise KeyError(f"rollout prompts are question ids; unknown ids: {unknown[:5]}")
+        step = trainer.state.global_step + 1  # the step these rollouts train
+        questions = [self.questions[p] for p in prompts]
+        start = time.perf_counter()
+        with generation_model(trainer) as model:
+            self.engine.backend = self.backend_factory(trainer, model)
+            trajectories = self.engine.run(questions, n=1, sampling=self.sampling(trainer, step))
+        seconds = time.perf_counter() - start
+        seen: Counter[str] = Counter()
+        for t in trajectories:  # n=1 per repeated id: restore each rollout's index in its group
+            t.sample_index = seen[t.question_id]
+            seen[t.question_id] += 1
+        if self.last is not None and self.last.step == step:  # gradient accumulation: same step
+            self.last.trajectories.extend(trajectories)
+            self.last.seconds += seconds
+        else:
+            self.last = StepRollouts(step, trajectories, seconds)
+        return to_trl_batch(trajectories)
+
+
+def to_trl_batch(trajectories: list[Trajectory]) -> dict[str, list]:
+    """The dict TRL's ``rollout_func`` contract asks for, plus the mask and the reward inputs."""
+    for t in trajectories:
+        if len(t.loss_mask) != len(t.completion_ids):
+            raise ValueError(
+                f"question {t.question_id!r} sample {t.sample_index}: loss_mask has "
+                f"{len(t.loss_mask)} entries for {len(t.completion_ids)} completion tokens"
+            )
+    have_logprobs = all(t.logprobs is not None for t in trajectories)
+    return {
+        "prompt_ids": [list(t.prompt_ids) for t in trajectories],
+        "completion_ids": [list(t.completion_ids) for t in trajectories],
+        "logprobs": [list(t.logprobs) for t in trajectories] if have_logprobs else None,
+        "env_mask": [list(t.loss_mask) for t in trajectories],
+        "response_text": [t.text for t in trajectories],
+        "truncated": [t.truncated for t in trajectories],
+    }
+
+
+def research_reward(
+    completions: list[Any],
+    response_text: list[str],
+    golden_answers: list[list[str]],
+    truncated: list[bool],
+    **_: Any,
+) -> list[float]:
+    """The paper's rule reward on the core's own completion text (``research_rl.reward.score``)."""
+    rewards = []
+    for text, golden, cut in zip(response_text, golden_answers, truncated, strict=True):
+        value = score(text, golden, truncated=cut).value
+        if not math.isfinite(value):
+            raise NonFiniteError(f"reward is {value} for golden answers {golden!r}")
+        rewards.append(value)
+    return rewards

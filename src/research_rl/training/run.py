@@ -1,0 +1,298 @@
+"""The training entry point: ``train(config, output_dir, resume)``, called by ``research train``
+and by the demo.
+
+Run directory (docs/contracts.md): ``config.yaml``, ``metrics.jsonl``, ``rollouts/step_N.jsonl``
+(validation trajectories under ``rollouts/val/``), ``checkpoints/step_N/``, ``tensorboard/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from research_rl.config import ConfigError, dump_config, load_config
+from research_rl.questions import Question, QuestionFileError, read_questions
+from research_rl.training import checkpoints
+from research_rl.training.config import TrainConfig, grpo_args, resolve_relative_paths
+from research_rl.training.rollouts import BackendFactory, NonFiniteError, RolloutFunction
+
+StepHook = Callable[[dict], None]  # called with each step's metrics record
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    final_step: int
+    last_checkpoint: Path | None
+
+
+def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    cfg = load_config(path, TrainConfig, overrides)
+    return resolve_relative_paths(cfg, Path(path).resolve().parent)
+
+
+def _read_unique_questions(path: str, limit: int | None) -> list[Question]:
+    questions = read_questions(path, limit=limit)
+    seen: set[str] = set()
+    for q in questions:
+        if q.id in seen:
+            raise QuestionFileError(f"{path}: question id {q.id!r} appears more than once")
+        seen.add(q.id)
+    if not questions:
+        raise QuestionFileError(f"{path}: no questions")
+    return questions
+
+
+# -- run directory ---------------------------------------------------------------------------
+_ROLLOUT_RE = re.compile(r"^step_(\d+)\.jsonl$")
+
+
+def _forget_after(run_dir: Path, step: int) -> None:
+    """Drop what a killed run logged past the checkpoint it resumes from: those steps rerun."""
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        kept = []
+        for line in metrics.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the kill
+            if row.get("step", 0) <= step:
+                kept.append(row)
+        from research_rl.training.callbacks import write_jsonl_atomic
+
+        write_jsonl_atomic(metrics, kept)
+    for folder in (run_dir / "rollouts", run_dir / "rollouts" / "val"):
+        if folder.is_dir():
+            for p in folder.iterdir():
+                m = _ROLLOUT_RE.match(p.name)
+                if m and int(m.group(1)) > step:
+                    p.unlink()
+
+
+def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> Path | None:
+    """Create or reopen the run directory; return the checkpoint to resume from, if any."""
+    from research_rl.config import validate_config
+
+    resume_from = None
+    if resume:
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"{run_dir}: no run directory to resume")
+        checkpoints.clear_partial(run_dir)
+        resume_from = checkpoints.latest_checkpoint(run_dir)
+        step = int(resume_from.name.split("_")[1]) if resume_from else 0
+        _forget_after(run_dir, step)
+        saved = run_dir / "config.yaml"
+        if saved.is_file():
+            import yaml
+
+            old = validate_config(yaml.safe_load(saved.read_text()), TrainConfig, str(saved))
+            changed = _diff(old.model_dump(mode="json"), cfg.model_dump(mode="json"))
+            if changed:
+                print(
+                    f"warning: resuming with a changed config: {', '.join(changed)}",
+                    file=sys.stderr,
+                )
+        if resume_from is None:
+            print(
+                f"note: {run_dir} has no complete checkpoint yet; starting from step 0",
+                file=sys.stderr,
+            )
+    else:
+        if (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").exists():
+            raise ConfigError(
+                f"{run_dir}: already holds a run; pass --resume to continue it or choose another "
+                "--output-dir"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, run_dir / "config.yaml")
+    return resume_from
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+# -- building the trainer --------------------------------------------------------------------
+def default_backend_factory(cfg: TrainConfig, tokenizer: Any) -> BackendFactory:
+    """hf: transformers generate on the live policy. vllm: TRL's engine, which TRL keeps in sync
+    with the policy before every rollout call."""
+    gen = cfg.generation
+    if gen.backend == "hf":
+        from research_rl.backends.hf import HFBackend
+
+        return lambda trainer, model: HFBackend(model, tokenizer)
+    if gen.vllm_mode == "server":
+        from research_rl.backends.vllm import VLLMServerBackend
+
+        server = VLLMServerBackend(gen.vllm_server_url)
+        return lambda trainer, model: server
+    from research_rl.backends.vllm import VLLMBackend
+
+    return lambda trainer, model: VLLMBackend(trainer.vllm_generation.llm)
+
+
+def _peft_config(cfg: TrainConfig):
+    if not cfg.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_trainer(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    backend_factory: BackendFactory | None = None,
+    retriever: Any = None,
+):
+    """The TRL trainer wired to the core: (trainer, rollout function, validator or None)."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # the rollout hook is pinned and tested
+    from accelerate import PartialState
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from research_rl.retrieval import make_retriever
+    from research_rl.rollout import RolloutEngine
+    from research_rl.training.rollouts import research_reward
+    from research_rl.training.trainer import ResearchGRPOTrainer
+
+    run_dir = Path(run_dir)
+    train_qs = _read_unique_questions(cfg.data.train, cfg.data.max_train_questions)
+    if len(train_qs) < cfg.grpo.questions_per_step:
+        raise ConfigError(
+            f"grpo.questions_per_step is {cfg.grpo.questions_per_step} but {cfg.data.train} has "
+            f"only {len(train_qs)} questions"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(
+        cfg.model.tokenizer or cfg.model.path, trust_remote_code=cfg.model.trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    retriever = retriever or make_retriever(cfg.retriever)
+    engine = RolloutEngine(None, tokenizer, retriever, cfg.rollout)  # backend set per call
+    factory = backend_factory or default_backend_factory(cfg, tokenizer)
+    rollout_func = RolloutFunction({q.id: q for q in train_qs}, engine, factory, cfg.grpo.seed)
+    dataset = Dataset.from_dict(
+        {"prompt": [q.id for q in train_qs], "golden_answers": [q.golden_answers for q in train_qs]}
+    )
+    args = grpo_args(
+        cfg,
+        checkpoints.checkpoints_dir(run_dir) / checkpoints.PARTIAL_DIR,
+        world_size=PartialState().num_processes,
+    )
+    trainer = ResearchGRPOTrainer(
+        model=cfg.model.path,
+        reward_funcs=[research_reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        rollout_func=rollout_func,
+        peft_config=_peft_config(cfg),
+        run_dir=run_dir,
+        keep_checkpoints=cfg.run.keep_checkpoints,
+    )
+    validator = None
+    if cfg.data.validation:
+        val_qs = _read_unique_questions(cfg.data.validation, cfg.data.max_validation_questions)
+        validator = _make_validator(trainer, engine, factory, val_qs, cfg)
+    return trainer, rollout_func, validator
+
+
+def _make_validator(trainer, engine, factory, questions: list[Question], cfg: TrainConfig):
+    """Greedy rollouts (one per question) on this rank's share of the validation questions."""
+    from research_rl.backends.base import SamplingParams
+    from research_rl.training.rollouts import generation_model
+
+    def validate():
+        state = trainer.accelerator
+        mine = questions[state.process_index :: state.num_processes]
+        if trainer.args.use_vllm:  # the engine holds the weights of the last rollout: refresh
+            trainer.vllm_generation.sync_weights()
+        with generation_model(trainer) as model:
+            engine.backend = factory(trainer, model)
+            return engine.run(mine, n=1, sampling=SamplingParams(temperature=0.0))
+
+    return validate
+
+
+# -- the entry point -------------------------------------------------------------------------
+def train(
+    config: TrainConfig | str | Path,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Any] | None = None,
+    backend_factory: BackendFactory | None = None,
+) -> TrainResult:
+    """Train with GRPO. ``callbacks``: transformers ``TrainerCallback`` objects, or plain callables
+    that get each step's metrics record (a dict, as written to metrics.jsonl)."""
+    from transformers import TrainerCallback
+
+    from research_rl.training.callbacks import RunMonitor
+
+    cfg = config if isinstance(config, TrainConfig) else load_train_config(config)
+    target = output_dir or cfg.run.output_dir
+    if target is None:
+        raise ConfigError("no output directory: pass --output-dir or set run.output_dir")
+    run_dir = Path(target)
+    if output_dir is not None:
+        cfg = cfg.model_copy(deep=True)
+        cfg.run.output_dir = str(run_dir)
+    if cfg.run.wandb:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "run.wandb is true but wandb is not installed (pip install wandb)"
+            ) from None
+
+    resume_from = prepare_run_dir(run_dir, cfg, resume)
+    trainer, rollout_func, validator = build_trainer(cfg, run_dir, backend_factory=backend_factory)
+    hooks = [c for c in callbacks or [] if not isinstance(c, TrainerCallback)]
+    monitor = RunMonitor(
+        run_dir,
+        rollout_func,
+        validator=validator,
+        eval_every=cfg.run.eval_every,
+        rollouts_every=cfg.run.rollouts_every,
+        rollouts_per_dump=cfg.run.rollouts_per_dump,
+        tensorboard=cfg.run.tensorboard,
+        wandb_project=cfg.run.wandb_project if cfg.run.wandb else None,
+        run_name=cfg.run.run_name,
+        progress=cfg.run.progress,
+        config_dict=cfg.model_dump(mode="json"),
+        extra=hooks,
+    )
+    trainer.add_callback(monitor)
+    for cb in callbacks or []:
+        if isinstance(cb, TrainerCallback):
+            trainer.add_callback(cb)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except NonFiniteError as err:
+        last = checkpoints.latest_checkpoint(run_dir)
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+        raise NonFiniteError(f"{err}: training stopped; {kept}") from None
+    finally:
+        monitor.close()
+        checkpoints.clear_partial(run_dir)
+        rollout_func.engine.retriever.close()
+    return TrainResult(run_dir, trainer.state.global_step, checkpoints.latest_checkpoint(run_dir))

@@ -1,0 +1,74 @@
+"""``GRPOTrainer`` with what the run directory needs: atomic checkpoints, an epoch-seeded sampler
+(the same data order after a resume, in every epoch) and a stop on non-finite losses.
+
+The objective itself is TRL's, untouched; ``tests/training/test_trl_equivalence.py`` pins it to the
+reference in ``research_rl.grpo``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler
+
+from research_rl.training import checkpoints
+from research_rl.training.rollouts import NonFiniteError
+
+
+class EpochSeededRepeatSampler(RepeatSampler):
+    """TRL's sampler draws each epoch's permutation from one generator that advances epoch after
+    epoch, so a run resumed in epoch 2 would shuffle differently from the run it continues. Here
+    the permutation is a function of (seed, epoch) alone; the trainer calls ``set_epoch``."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle:
+            self.generator.manual_seed((self.seed or 0) + epoch)
+
+
+class ResearchGRPOTrainer(GRPOTrainer):
+    """Checkpoints go to ``<run_dir>/checkpoints/step_N`` through a sealed, atomic rename."""
+
+    def __init__(self, *args: Any, run_dir: str | Path, keep_checkpoints: int = 2, **kwargs: Any):
+        self.run_dir = Path(run_dir)
+        self.keep_checkpoints = keep_checkpoints
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, dataset=None) -> EpochSeededRepeatSampler:
+        dataset = self.train_dataset if dataset is None else dataset
+        sampler = EpochSeededRepeatSampler(
+            data_source=dataset,
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            shuffle=self.shuffle_dataset,
+            seed=self.args.seed,
+        )
+        sampler.set_epoch(0)
+        return sampler
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # Before the optimiser step: the weights of the last good step are still intact.
+        if not torch.isfinite(loss).all():
+            raise NonFiniteError(
+                f"step {self.state.global_step + 1}: the loss is {loss.detach().float().item()}"
+            )
+        return loss
+
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """No model card in every checkpoint (TRL writes one on each save)."""
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # TRL/transformers write <args.output_dir>/checkpoint-N, and args.output_dir is the run's
+        # checkpoints/.partial directory; only a sealed copy is renamed to checkpoints/step_N.
+        step = self.state.global_step
+        super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            staged = Path(self.args.output_dir) / f"checkpoint-{step}"
+            checkpoints.finalize(staged, self.run_dir, step)
+            checkpoints.prune(self.run_dir, self.keep_checkpoints)
+        self.accelerator.wait_for_everyone()

@@ -1,0 +1,212 @@
+"""TRL's GRPO loss against the reference objective (research_rl.grpo), on one fixed batch.
+
+The batch comes through the real path: the adapter's rollout function runs the core's
+RolloutEngine (a scripted backend, the real BM25 index) inside TRL's
+``_generate_and_score_completions``, so the inserted ``<result>`` tokens reach the loss only
+through TRL's handling of ``env_mask``. If a TRL upgrade changes that handling (renames the key,
+stops multiplying it into the loss mask, changes the aggregation) these tests fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from research_rl.backends.scripted import ScriptedBackend
+from research_rl.grpo import group_advantages, grpo_loss
+from research_rl.training.config import TrainConfig
+from research_rl.training.run import build_trainer
+
+TINY = Path(__file__).resolve().parents[2] / "examples" / "tiny"
+GROUP = 3
+
+# Three behaviours per question: search then answer right, search then answer wrong, answer with
+# no search. The golden answer is filled in per question.
+SCRIPTS = [
+    [
+        "<think> find the city </think> <search> {person} born </search>",
+        " <answer> \\boxed{{{gold}}} </answer>",
+    ],
+    [
+        "<think> look it up </think> <search> {person} </search>",
+        " <answer> \\boxed{{Nowhere}} </answer>",
+    ],
+    ["<answer> \\boxed{{{gold}}} maybe </answer>"],
+]
+
+
+def _config(tmp_path: Path, beta: float) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {
+            "model": {"path": str(TINY / "model")},
+            "data": {"train": str(TINY / "train.jsonl"), "max_train_questions": 2},
+            "retriever": {"index": str(TINY / "index")},
+            "rollout": {
+                "template": "base",
+                "template_path": str(TINY / "prompt.txt"),
+                "max_response_tokens": 160,
+                "max_passage_tokens": 12,
+                "topk": 2,
+            },
+            "grpo": {"group_size": GROUP, "questions_per_step": 2, "beta": beta, "seed": 3},
+            "run": {"output_dir": str(tmp_path)},
+        }
+    )
+
+
+def _trainer(tmp_path: Path, beta: float):
+    from research_rl.questions import read_questions
+
+    cfg = _config(tmp_path, beta)
+    questions = read_questions(cfg.data.train, limit=2)
+    scripts = {}
+    for q in questions:
+        person = q.question.removeprefix("In which country was ").removesuffix(" born?")
+        scripts[q.question] = [
+            [seg.format(person=person, gold=q.golden_answers[0]) for seg in s] for s in SCRIPTS
+        ]
+
+    def factory(trainer, model):
+        return backend
+
+    trainer, rollout_func, _ = build_trainer(cfg, tmp_path, backend_factory=factory)
+    backend = ScriptedBackend(trainer.processing_class, scripts=scripts, logprob=-1.0)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which we bypass
+    rows = [
+        {"prompt": q.id, "golden_answers": q.golden_answers}
+        for q in questions
+        for _ in range(GROUP)
+    ]
+    return trainer, rollout_func, rows
+
+
+def _reference_logps(model, inputs) -> torch.Tensor:
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    attention = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    logits = model(input_ids=ids, attention_mask=attention).logits
+    n = inputs["completion_ids"].size(1)
+    logp = torch.log_softmax(logits[:, -n - 1 : -1].float(), dim=-1)
+    return logp.gather(-1, inputs["completion_ids"].unsqueeze(-1)).squeeze(-1)
+
+
+def _grads(model) -> list[torch.Tensor]:
+    out = [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("equiv")
+    trainer, rollout_func, rows = _trainer(tmp, beta=0.2)
+    # Move the policy away from the frozen reference so the KL term and its gradient are non-zero.
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    inputs = trainer._generate_and_score_completions(rows)
+    trajectories = rollout_func.last.trajectories
+    # An off-policy batch, so the ratio and the clip are exercised: old log-probs moved by +-0.3.
+    g = torch.Generator().manual_seed(1)
+    shape = inputs["completion_ids"].shape
+    with torch.no_grad():
+        base = _reference_logps(trainer.model, inputs)
+    inputs["old_per_token_logps"] = base + (torch.rand(shape, generator=g) - 0.5) * 0.6
+    return trainer, inputs, trajectories
+
+
+def test_the_mask_reaches_trl_as_tool_mask(setup):
+    trainer, inputs, trajectories = setup
+    assert "tool_mask" in inputs, "TRL no longer turns env_mask into tool_mask"
+    tool_mask = inputs["tool_mask"]
+    searched = [t for t in trajectories if t.num_searches]
+    assert searched and all(0 in t.loss_mask for t in searched)
+    for i, t in enumerate(trajectories):
+        n = len(t.completion_ids)
+        assert inputs["completion_ids"][i, :n].tolist() == t.completion_ids
+        assert tool_mask[i, :n].tolist() == t.loss_mask
+        assert inputs["completion_mask"][i, :n].sum().item() == n
+    # the advantages TRL computed are the reference's group normalisation of the core's rewards
+    rewards = torch.tensor([t.reward.value for t in trajectories])
+    assert rewards.view(-1, GROUP).std(dim=1).min() > 0
+    assert torch.allclose(inputs["advantages"], group_advantages(rewards, GROUP), atol=1e-6)
+
+
+def test_trl_loss_and_gradients_match_the_reference(setup):
+    trainer, inputs, _ = setup
+    model = trainer.model
+    model.zero_grad(set_to_none=True)
+    trl_loss = trainer.compute_loss(model, inputs)
+    trl_loss.backward()
+    trl_grads = _grads(model)
+
+    mask = inputs["completion_mask"] * inputs["tool_mask"]
+    ref = grpo_loss(
+        _reference_logps(model, inputs),
+        inputs["old_per_token_logps"],
+        inputs["ref_per_token_logps"],
+        inputs["advantages"],
+        mask,
+        clip_eps=0.2,
+        beta=0.2,
+    )
+    ref.loss.backward()
+    ref_grads = _grads(model)
+
+    assert ref.kl.item() > 1e-4 and 0 < ref.clip_fraction.item() < 1  # every term is live
+    assert trl_loss.item() == pytest.approx(ref.loss.item(), rel=1e-4, abs=1e-6)
+    assert len(trl_grads) == len(ref_grads) > 0
+    for a, b in zip(trl_grads, ref_grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-7)
+
+
+def test_masked_log_probs_change_neither_trl_loss_nor_gradients(setup):
+    trainer, inputs, _ = setup
+    model = trainer.model
+    hidden = (inputs["completion_mask"] * inputs["tool_mask"]) == 0
+    assert hidden.any()
+
+    def loss_and_grads(batch):
+        model.zero_grad(set_to_none=True)
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        return loss.detach(), _grads(model)
+
+    base_loss, base_grads = loss_and_grads(inputs)
+    g = torch.Generator().manual_seed(2)
+    for key in ("old_per_token_logps", "ref_per_token_logps"):
+        noise = torch.randn(inputs[key].shape, generator=g) * 3
+        hidden_only = {**inputs, key: inputs[key] + noise * hidden}
+        loss, grads = loss_and_grads(hidden_only)
+        assert torch.allclose(loss, base_loss, rtol=1e-6, atol=1e-8), key
+        for a, b in zip(grads, base_grads, strict=True):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-8), key
+        # the same noise on model tokens does move the loss: the check above can fail
+        visible = {**inputs, key: inputs[key] + noise * ~hidden}
+        assert not torch.allclose(loss_and_grads(visible)[0], base_loss), key
+
+
+def test_paper_defaults_reach_trl(tmp_path):
+    from research_rl.training.config import grpo_args
+
+    cfg = TrainConfig.model_validate(
+        {
+            "model": {"path": "m"},
+            "data": {"train": "t.jsonl"},
+            "retriever": {"index": "i"},
+        }
+    )
+    args = grpo_args(cfg, tmp_path)
+    assert args.num_generations == 5
+    assert args.beta == 1e-3
+    assert args.use_bias_correction_kl is False
+    assert args.epsilon == 0.2 and args.epsilon_high is None
+    assert args.loss_type == "dapo"  # token-mean over every unmasked token of the batch
+    assert args.scale_rewards == "group"
+    assert args.learning_rate == 1e-6
+    assert args.temperature == 1.0
+    assert args.num_iterations == 1
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 256 * 5
