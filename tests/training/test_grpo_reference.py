@@ -26,7 +26,9 @@ def test_group_advantages_normalise_within_each_group():
 
 def test_group_advantages_scaling_modes_and_errors():
     rewards = torch.tensor([2.0, 0.0, 1.0, 1.0])
-    assert torch.allclose(group_advantages(rewards, 2, scale="none"), torch.tensor([1.0, -1.0, 0, 0]))
+    assert torch.allclose(
+        group_advantages(rewards, 2, scale="none"), torch.tensor([1.0, -1.0, 0, 0])
+    )
     batch = group_advantages(rewards, 2, scale="batch", eps=0.0)
     assert torch.allclose(batch, torch.tensor([1.0, -1.0, 0, 0]) / rewards.std())
     with pytest.raises(ValueError, match="groups of 3"):
