@@ -1,0 +1,150 @@
+"""``research data prepare``: a released dataset split, from a file or the hub, into question JSONL.
+
+Every row goes through :func:`research_rl.data.rows.map_row`; rows without an answer are counted
+and skipped (the report names where), malformed rows stop the run with file, row and field, and
+two rows with the same id are an error (evaluation resumes by id).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from research_rl.data.formats import DatasetFormatError, iter_records
+from research_rl.data.rows import NoAnswer, RowContext, check_dataset, map_row
+from research_rl.questions import Question
+
+# The FlashRAG collection on the hub: one folder per dataset, ``<split>.jsonl`` files named
+# train/dev/test, every row already ``{"id", "question", "golden_answers", "metadata"}``. It holds
+# all seven datasets (MuSiQue and 2WikiMultiHopQA have no official hub release), so it is the
+# default hub source.
+FLASHRAG_REPO = "RUC-NLPIR/FlashRAG_datasets"
+
+
+@dataclass(frozen=True)
+class NativeHub:
+    """A dataset's own hub release (rows in the dataset's own field names)."""
+
+    repo: str
+    config: str | None
+    splits: dict[str, str]  # our split name -> the hub's
+
+
+NATIVE_HUB: dict[str, NativeHub] = {
+    "hotpotqa": NativeHub("hotpotqa/hotpot_qa", "distractor", {"dev": "validation"}),
+    "nq": NativeHub("google-research-datasets/nq_open", "nq_open", {"dev": "validation"}),
+    "triviaqa": NativeHub("mandarjoshi/trivia_qa", "rc.nocontext", {"dev": "validation"}),
+    "popqa": NativeHub("akariasai/PopQA", None, {}),
+    "bamboogle": NativeHub("chiayewken/bamboogle", None, {}),
+}
+
+_SKIP_EXAMPLES = 5  # how many skipped locations a report lists
+
+
+@dataclass
+class PrepareReport:
+    questions: list[Question]
+    source: str
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> rows skipped
+    skipped_at: list[str] = field(default_factory=list)  # the first few skipped rows' locations
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def summary(self) -> str:
+        lines = [f"{len(self.questions)} questions from {self.source}"]
+        if self.skipped:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+            lines.append(f"skipped {self.num_skipped} rows without an answer ({reasons}), e.g.:")
+            lines.extend(f"  {where}" for where in self.skipped_at)
+        return "\n".join(lines)
+
+
+def read_aliases(path: str | Path) -> dict[str, list[str]]:
+    """2WikiMultiHopQA's ``id_aliases.json``: JSONL of ``{"Q_id", "aliases", "demonyms"}``.
+
+    Only ``aliases`` become golden answers: demonyms ("French" for France) are a different answer.
+    """
+    out: dict[str, list[str]] = {}
+    for where, row in iter_records(Path(path)):
+        qid, aliases = row.get("Q_id"), row.get("aliases", [])
+        if not isinstance(qid, str):
+            raise DatasetFormatError(f"{where}: field 'Q_id': expected a string")
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise DatasetFormatError(f"{where}: field 'aliases': expected a list of strings")
+        out[qid] = aliases
+    return out
+
+
+def collect(
+    dataset: str,
+    split: str,
+    records: Iterable[tuple[str, dict[str, Any]]],
+    source: str,
+    aliases: dict[str, list[str]] | None = None,
+) -> PrepareReport:
+    """Map every record; skip (and count) the ones without an answer; reject duplicate ids."""
+    check_dataset(dataset)
+    report = PrepareReport(questions=[], source=source)
+    first_seen: dict[str, str] = {}
+    for index, (where, row) in enumerate(records, start=1):
+        ctx = RowContext(dataset, split, index, where, aliases or {})
+        try:
+            question = map_row(row, ctx)
+        except NoAnswer as skip:
+            report.skipped[skip.reason] += 1
+            if len(report.skipped_at) < _SKIP_EXAMPLES:
+                report.skipped_at.append(f"{skip.where} ({skip.reason})")
+            continue
+        if question.id in first_seen:
+            raise DatasetFormatError(
+                f"{where}: duplicate id '{question.id}' (first at {first_seen[question.id]})"
+            )
+        first_seen[question.id] = where
+        report.questions.append(question)
+    return report
+
+
+def prepare_file(
+    dataset: str, split: str, source: str | Path, aliases_path: str | Path | None = None
+) -> PrepareReport:
+    """Read a released file (JSON, JSONL, CSV, TSV, Parquet, or FlashRAG JSONL)."""
+    aliases = read_aliases(aliases_path) if aliases_path else None
+    return collect(dataset, split, iter_records(source), str(source), aliases)
+
+
+def prepare_hub(dataset: str, split: str, hub: str = "flashrag") -> PrepareReport:
+    """Load from the Hugging Face hub: ``hub="flashrag"`` (every dataset) or ``"native"`` (the
+    dataset's own release, for those that have one). Needs network access."""
+    check_dataset(dataset)
+    import datasets
+
+    if hub == "flashrag":
+        hub_split = {"validation": "dev"}.get(split, split)
+        data_file = f"{dataset}/{hub_split}.jsonl"
+        ds = datasets.load_dataset(FLASHRAG_REPO, data_files={hub_split: data_file},
+                                   split=hub_split)
+        source = f"hf://datasets/{FLASHRAG_REPO}/{data_file}"
+    elif hub == "native":
+        if dataset not in NATIVE_HUB:
+            raise DatasetFormatError(
+                f"{dataset} has no native hub release; use the FlashRAG collection (--hub flashrag)"
+                f" or --source (native releases: {', '.join(NATIVE_HUB)})"
+            )
+        spec = NATIVE_HUB[dataset]
+        hub_split = spec.splits.get(split, split)
+        ds = datasets.load_dataset(spec.repo, spec.config, split=hub_split)
+        source = f"hf://datasets/{spec.repo} ({spec.config or 'default'}, {hub_split})"
+    else:
+        raise DatasetFormatError(f"unknown hub source '{hub}' (expected flashrag or native)")
+    return collect(dataset, split, _hub_records(ds, source), source)
+
+
+def _hub_records(ds: Iterable[dict[str, Any]], source: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for i, row in enumerate(ds, start=1):
+        yield f"{source} row {i}", dict(row)
+
