@@ -154,3 +154,83 @@ def fake_vllm_module(script: Callable[[list[int]], list[int]]):
 
     module.LLM = make_llm
     return module
+
+
+# --- a tokenizer and a scripted verl server manager --------------------------------------------
+
+_TOKENIZER_TEXT = [
+    "<think> I need to find the capital. </think> <search> capital of France </search>",
+    "<result> Doc 1 (Title: Paris) Paris is the capital of France. </result>",
+    "<answer> The answer is \\boxed{Paris} </answer>",
+    "Answer the question. Question: What is the capital of France? Assistant: Dune Herbert",
+]
+
+
+def make_tokenizer():
+    """A small byte-level BPE tokenizer (any text round-trips), built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(_TOKENIZER_TEXT * 20, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
+
+
+try:  # the real output type when verl is importable, else one with its fields
+    from verl.workers.rollout.replica import TokenOutput
+except ImportError:
+    @dataclass
+    class TokenOutput:  # verl.workers.rollout.replica.TokenOutput (0.9.1)
+        token_ids: list[int]
+        log_probs: list[float] | None = None
+        routed_experts: Any = None
+        stop_reason: str | None = None
+        num_preempted: int | None = None
+        extra_fields: dict = field(default_factory=dict)
+
+
+TOKEN_LOGPROB = -0.25
+
+
+class FakeServerManager:
+    """verl's ``LLMServerClient.generate`` over a scripted model, with vLLM's sampling semantics.
+
+    ``scripts`` maps question text to the model's text per turn; the turn is the number of
+    ``<result>`` blocks in the context. Tokens are emitted one by one; the request stops when the
+    decoded new text contains a stop string (the completing token kept), at ``max_tokens``, or with
+    EOS when the turn's text runs out.
+    """
+
+    def __init__(self, tokenizer, scripts: dict[str, list[str]]) -> None:
+        self.tokenizer = tokenizer
+        self.scripts = scripts
+        self.calls: list[dict[str, Any]] = []
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
+        self.calls.append({"request_id": request_id, "prompt_ids": list(prompt_ids),
+                           "sampling_params": dict(sampling_params)})
+        max_tokens = sampling_params["max_tokens"]
+        assert max_tokens >= 1, "vLLM rejects max_tokens < 1"
+        context = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
+        question = next(q for q in self.scripts if q in context)
+        turn = context.count("<result>")
+        text = self.scripts[question][turn]
+        planned = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
+        stops = sampling_params.get("stop") or []
+        out: list[int] = []
+        for token in planned:
+            out.append(token)
+            if token == self.tokenizer.eos_token_id:
+                break
+            new_text = self.tokenizer.decode(out, skip_special_tokens=False)
+            if any(s in new_text for s in stops) or len(out) == max_tokens:
+                break
+        assert sampling_params.get("include_stop_str_in_output"), "the stop string must be kept"
+        log_probs = [TOKEN_LOGPROB] * len(out) if sampling_params.get("logprobs") else None
+        return TokenOutput(token_ids=out, log_probs=log_probs, stop_reason="completed")
