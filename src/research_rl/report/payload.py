@@ -1,0 +1,169 @@
+"""The data the report page embeds: plain JSON built from a :class:`RunData`.
+
+Trajectories are compact (short keys, text pre-split into segments by the core's parser) so a
+page with 10,000 of them stays a few tens of megabytes and parses quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from research_rl.report.behaviours import BEHAVIOURS, Behaviours, flag, per_step
+from research_rl.report.curves import Chart, Series, charts
+from research_rl.report.rundir import RunData
+from research_rl.report.segments import segments
+
+MAX_PROBLEMS = 200  # listed on the page; the count is always complete
+SEGMENT_CODES = {"think": "t", "search": "s", "result": "r", "answer": "a", "other": "o"}
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value if _scalar(value) else json.dumps(value)[:200]
+
+
+def tables_from(obj: Any, title: str) -> list[Table]:
+    """Tables from any nesting of dicts and lists (results.json, summary.json): every dict with
+    scalar values is a row, the keys leading to it become its first columns."""
+    rows: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, dict):
+            scalars = {k: v for k, v in node.items() if _scalar(v)}
+            if scalars:
+                rows.append((path, scalars))
+            for k, v in node.items():
+                if not _scalar(v):
+                    walk(v, (*path, str(k)))
+        elif isinstance(node, list):
+            if all(_scalar(v) for v in node):
+                rows.append((path, {"values": ", ".join(map(str, node))}))
+            else:
+                for i, v in enumerate(node):
+                    walk(v, path if isinstance(v, dict) else (*path, str(i)))
+
+    walk(obj, ())
+    if not rows:
+        return []
+    depth = max(len(p) for p, _ in rows)
+    keys: dict[str, None] = {}
+    for _, scalars in rows:
+        keys.update(dict.fromkeys(scalars))
+    path_cols = ["name"] if depth == 1 else [f"level {i + 1}" for i in range(depth)]
+    table = Table(title, [*path_cols, *keys], [])
+    for path, scalars in rows:
+        padded = [*path, *[""] * (depth - len(path))]
+        table.rows.append([*padded, *(_cell(scalars.get(k)) for k in keys)])
+    return [table]
+
+
+def _series_json(s: Series) -> dict[str, Any]:
+    return {"key": s.key, "val": s.validation, "steps": s.steps, "values": s.values}
+
+
+def _chart_json(c: Chart) -> dict[str, Any]:
+    return {"name": c.name, "title": c.title, "lines": [_series_json(s) for s in c.lines]}
+
+
+def _trajectory_json(row: dict[str, Any], group: int, flags: Behaviours) -> dict[str, Any]:
+    reward = row["reward"]
+    segs = []
+    for seg in segments(row["text"]):
+        if seg.kind == "other" and not seg.content.strip():
+            continue  # the newlines between tags: nothing to read
+        item: list[Any] = [SEGMENT_CODES[seg.kind], seg.content]
+        if not seg.closed:
+            item.append(0)
+        segs.append(item)
+    bits = sum(1 << i for i, name in enumerate(BEHAVIOURS) if getattr(flags, name))
+    vf = reward["valid_format"]
+    return {
+        "g": group,
+        "i": row["sample_index"],
+        "q": row["question"],
+        "a": row["golden_answers"],
+        "r": reward["value"],
+        "f1": reward["f1"],
+        "em": reward["em"],
+        "vf": None if vf is None else int(vf),
+        "why": reward["reason"],
+        "fin": row["finish_reason"],
+        "ns": row["num_searches"],
+        "nt": row["num_model_tokens"],
+        "fl": bits,
+        "ev": list(flags.evidence),
+        "s": segs,
+    }
+
+
+def behaviour_chart(per_step_counts: list[dict[str, Any]]) -> Chart | None:
+    if not per_step_counts:
+        return None
+    steps = [e["step"] for e in per_step_counts]
+    lines = [Series(f"{name} rate", steps, [e[f"{name}_rate"] for e in per_step_counts], False)
+             for name in BEHAVIOURS]
+    return Chart("behaviours", "Flagged behaviours (share of rollouts)", lines)
+
+
+@dataclass
+class Payload:
+    data: dict[str, Any]
+    main_charts: list[Chart]
+    other_charts: list[Chart]
+    behaviours: Chart | None
+
+
+def build_payload(run: RunData) -> Payload:
+    main, other = charts(run.metrics)
+    trajectories = []
+    flags_by_step: dict[int, list[Behaviours]] = {}
+    groups = []
+    for gi, group in enumerate(run.groups):
+        groups.append({"key": group.key, "label": group.label, "kind": group.kind,
+                       "step": group.step, "count": len(group.rows)})
+        for row in group.rows:
+            flags = flag(row["text"], row["golden_answers"])
+            if group.kind == "step" and group.step is not None:
+                flags_by_step.setdefault(group.step, []).append(flags)
+            trajectories.append(_trajectory_json(row, gi, flags))
+    counts = per_step(flags_by_step.items())
+    behaviours = behaviour_chart(counts)
+    tables = []
+    for rel, obj in run.eval_results.items():
+        tables += tables_from(obj, f"Evaluation results ({rel})")
+    for rel, obj in run.summaries.items():
+        tables += tables_from(obj, f"Summary ({rel})")
+    data = {
+        "title": run.name,
+        "path": str(run.path),
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "steps": len(run.metrics),
+        "problems": run.problems[:MAX_PROBLEMS],
+        "problem_count": len(run.problems),
+        "charts": [_chart_json(c) for c in main],
+        "other_charts": [_chart_json(c) for c in other],
+        "behaviour_names": list(BEHAVIOURS),
+        "behaviours": counts,
+        "behaviour_chart": _chart_json(behaviours) if behaviours else None,
+        "tables": [t.__dict__ for t in tables],
+        "config": run.config_text,
+        "groups": groups,
+        "trajectories": trajectories,
+    }
+    return Payload(data, main, other, behaviours)

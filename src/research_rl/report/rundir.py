@@ -1,0 +1,226 @@
+"""Read a run directory (training, evaluation or demo) into one in-memory view, tolerantly.
+
+A report must come out of whatever a run left behind: a crashed run has a half-written last line,
+an evaluation has no metrics, an old run lacks newer keys. So missing files and keys are skipped,
+and a malformed line is recorded as ``file:line: why`` in :attr:`RunData.problems` and skipped
+without losing the rest of the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_STEP_FILE = re.compile(r"^step_(\d+)\.jsonl$")
+
+
+class RunDirError(ValueError):
+    """A run directory with nothing a report can show."""
+
+
+@dataclass
+class RolloutGroup:
+    """Trajectories shown together in the browser: one training step or one evaluation file."""
+
+    key: str  # unique id, e.g. "step 12" or "eval nq__research"
+    label: str  # what the user picks in the browser
+    kind: str  # "step" (training rollouts) or "eval" (evaluation predictions)
+    source: Path
+    step: int | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RunData:
+    path: Path
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # one dict per step, by step
+    groups: list[RolloutGroup] = field(default_factory=list)
+    eval_results: dict[str, Any] = field(default_factory=dict)  # results.json, by relative path
+    summaries: dict[str, Any] = field(default_factory=dict)  # demo summary.json, by relative path
+    config_text: str | None = None  # the resolved config.yaml, shown as is
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.metrics or self.groups or self.eval_results or self.summaries)
+
+
+def iter_jsonl(path: Path, problems: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each JSON object line; bad lines go to ``problems``."""
+    try:
+        handle = path.open(encoding="utf-8", errors="replace")
+    except OSError as err:
+        problems.append(f"{path}: cannot read: {err.strerror or err}")
+        return
+    with handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                problems.append(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})")
+                continue
+            if not isinstance(obj, dict):
+                problems.append(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                continue
+            yield lineno, obj
+
+
+def _read_json(path: Path, problems: list[str]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, json.JSONDecodeError) as err:
+        problems.append(f"{path}: cannot read JSON: {err}")
+        return None
+
+
+def _as_step(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def read_metrics(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    """Per-step metric dicts sorted by step. A step logged twice (a resumed run) is merged, the
+    later line winning key by key, so a validation line and a training line for one step combine."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for lineno, obj in iter_jsonl(path, problems):
+        step = _as_step(obj.get("step"))
+        if step is None:
+            problems.append(f"{path}:{lineno}: no integer 'step' (got {obj.get('step')!r})")
+            continue
+        by_step.setdefault(step, {}).update(obj)
+        by_step[step]["step"] = step
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _text_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _number(value: Any, default: float | None = None) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return default
+
+
+def normalise_row(obj: dict[str, Any]) -> dict[str, Any]:
+    """A trajectory row with the fields the report reads, coerced to their types; missing fields
+    get neutral defaults (an evaluation of an older version may lack some)."""
+    reward = obj.get("reward") if isinstance(obj.get("reward"), dict) else {}
+    text = obj.get("text")
+    return {
+        "question_id": str(obj.get("question_id", "")),
+        "question": str(obj.get("question") or ""),
+        "golden_answers": _text_list(obj.get("golden_answers")),
+        "sample_index": _as_step(obj.get("sample_index")) or 0,
+        "text": text if isinstance(text, str) else "",
+        "num_searches": _as_step(obj.get("num_searches")) or 0,
+        "search_queries": _text_list(obj.get("search_queries")),
+        "finish_reason": str(obj.get("finish_reason") or "unknown"),
+        "num_model_tokens": _as_step(obj.get("num_model_tokens")),
+        "reward": {
+            "value": _number(reward.get("value")),
+            "f1": _number(reward.get("f1")),
+            "em": _number(reward.get("em")),
+            "valid_format": reward.get("valid_format")
+            if isinstance(reward.get("valid_format"), bool)
+            else None,
+            "reason": str(reward.get("reason") or ""),
+        },
+        "step": _as_step(obj.get("step")),
+    }
+
+
+def read_rollouts(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    return [normalise_row(obj) for _, obj in iter_jsonl(path, problems)]
+
+
+def _rel(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).as_posix()
+    return "" if rel == "." else rel
+
+
+def _candidate_dirs(root: Path) -> list[Path]:
+    """The run directory and its immediate sub-directories: a demo run keeps its training run and
+    its evaluations side by side in sub-directories."""
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [root, *[d for d in subdirs if d.name not in ("rollouts", "predictions", "checkpoints",
+                                                         "tensorboard", "figures")]]
+
+
+def read_run(path: str | Path) -> RunData:
+    """Everything a report shows from ``path``. Raises ``FileNotFoundError`` for a missing
+    directory and :class:`RunDirError` when it holds none of the known files."""
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: run directory not found")
+    if not root.is_dir():
+        raise RunDirError(f"{root}: not a directory (pass the run directory, not a file in it)")
+    run = RunData(path=root)
+    for d in _candidate_dirs(root):
+        prefix = _rel(d, root)
+        tag = f"{prefix}: " if prefix else ""
+        metrics_file = d / "metrics.jsonl"
+        if metrics_file.is_file() and not run.metrics:  # the first (top-most) training log wins
+            run.metrics = read_metrics(metrics_file, run.problems)
+        rollouts = d / "rollouts"
+        if rollouts.is_dir():
+            steps = []
+            for f in rollouts.iterdir():
+                m = _STEP_FILE.match(f.name)
+                if m and f.is_file():
+                    steps.append((int(m.group(1)), f))
+            for step, f in sorted(steps):
+                rows = read_rollouts(f, run.problems)
+                for row in rows:
+                    row["step"] = step if row["step"] is None else row["step"]
+                run.groups.append(RolloutGroup(
+                    key=f"{prefix}/step {step}" if prefix else f"step {step}",
+                    label=f"{tag}step {step}", kind="step", source=f, step=step, rows=rows))
+        predictions = d / "predictions"
+        if predictions.is_dir():
+            for f in sorted(predictions.glob("*.jsonl")):
+                dataset, _, method = f.stem.partition("__")
+                name = f"{dataset} / {method}" if method else dataset
+                run.groups.append(RolloutGroup(
+                    key=f"eval {_rel(f, root)}", label=f"{tag}eval {name}", kind="eval",
+                    source=f, rows=read_rollouts(f, run.problems)))
+        config = d / "config.yaml"
+        if config.is_file() and run.config_text is None:
+            try:
+                run.config_text = config.read_text(encoding="utf-8", errors="replace")
+            except OSError as err:
+                run.problems.append(f"{config}: cannot read: {err.strerror or err}")
+        for name, target in (("results.json", run.eval_results), ("summary.json", run.summaries)):
+            f = d / name
+            if f.is_file():
+                data = _read_json(f, run.problems)
+                if data is not None:
+                    target[_rel(f, root)] = data
+    if run.is_empty:
+        raise RunDirError(
+            f"{root}: nothing to report: expected metrics.jsonl, rollouts/step_N.jsonl, "
+            "predictions/*.jsonl, results.json or summary.json (here or one directory down)"
+        )
+    return run

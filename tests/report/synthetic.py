@@ -1,0 +1,159 @@
+"""Synthetic but realistic run directories in the documented formats (docs/contracts.md).
+
+Rollouts follow the ReSearch protocol and drift over training the way the paper describes: early
+steps answer without searching or break the format, later ones search, search again after an
+unhelpful result and revise their claims. Rewards come from the real rule reward.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from research_rl.reward import score
+from research_rl.trajectory import Trajectory
+
+_SYLLABLES = ["mar", "el", "dor", "ann", "vel", "ko", "ris", "tal", "bren", "sa", "lu", "orn", "quin"]
+# Passages that must stay text: markup that would break a page that inlined them carelessly.
+HOSTILE_PASSAGE = ('Mirror site http://example.invalid/logo.png <img src="http://example.invalid/x.png">'
+                   " </script><script>document.title='pwned'</script> <!-- end")
+
+
+def _name(rng: random.Random, parts: int = 2) -> str:
+    return " ".join("".join(rng.choice(_SYLLABLES) for _ in range(2)).title() for _ in range(parts))
+
+
+def make_world(rng: random.Random, n: int) -> list[dict[str, str]]:
+    """Two-hop facts: a film, its director, the director's birthplace."""
+    return [{"film": f"The {_name(rng, 1)} {rng.choice(['River', 'Crown', 'Winter', 'Signal'])}",
+             "director": _name(rng), "city": f"Port {_name(rng, 1)}"} for _ in range(n)]
+
+
+def _result(passages: list[str]) -> str:
+    return "<result>\n" + "\n".join(f"Doc {i + 1}: {p}" for i, p in enumerate(passages)) + "\n</result>"
+
+
+def make_rollout(rng: random.Random, fact: dict[str, str], progress: float,
+                 hostile: bool = False) -> tuple[str, list[int], str]:
+    """(completion text, loss mask, finish reason) for one rollout at ``progress`` in [0, 1]."""
+    parts: list[tuple[str, bool]] = []  # (text, written by the model)
+    think = lambda s: parts.append((f"<think>{s}</think>\n", True))  # noqa: E731
+    distractor = f"{_name(rng)} was born in Port {_name(rng, 1)}."
+    if rng.random() > 0.3 + 0.6 * progress:  # early policy: answer from memory, often malformed
+        guess = rng.choice([fact["city"], f"Port {_name(rng, 1)}"])
+        if rng.random() < 0.5 * (1 - progress):
+            text = f"I think it is {guess}. The answer is \\boxed{{{guess}}}"
+            return text, [1] * len(text.split()), "eos"
+        think(f"The director of {fact['film']} is probably from {guess}.")
+        parts.append((f"<answer>\\boxed{{{guess}}}</answer>", True))
+    else:
+        think(f"I need the director of {fact['film']}, then where they were born.")
+        parts.append((f"<search>director of {fact['film']}</search>\n", True))
+        parts.append((_result([f"{fact['film']} is a film directed by {fact['director']}.",
+                               HOSTILE_PASSAGE if hostile else distractor]) + "\n", False))
+        parts.append((f"<search>{fact['director']} birthplace</search>\n", True))
+        if rng.random() < 0.3 + 0.4 * progress:  # an unhelpful result, then a refined query
+            parts.append((_result([distractor]) + "\n", False))
+            think(rng.choice([f"Wait, this passage is about someone else. Let me search again for {fact['director']}.",
+                              "The result does not mention the birthplace; I should refine the query."]))
+            parts.append((f"<search>where was {fact['director']} born</search>\n", True))
+        parts.append((_result([f"{fact['director']} (born in {fact['city']}) is a film director."]) + "\n",
+                      False))
+        if rng.random() < 0.2 * progress:
+            think(f"Earlier I assumed a different city, but actually it is {fact['city']}.")
+        answer = fact["city"] if rng.random() < 0.4 + 0.5 * progress else f"Port {_name(rng, 1)}"
+        think(f"So {fact['director']} was born in {answer}.")
+        parts.append((f"<answer>The answer is \\boxed{{{answer}}}</answer>", True))
+    if rng.random() < 0.05 * (1 - progress):  # ran out of tokens mid-thought
+        text = "".join(t for t, _ in parts[:1]) + "<think>Let me keep thinking about"
+        return text, [1] * len(text.split()), "length"
+    text = "".join(t for t, _ in parts)
+    mask = [int(model) for t, model in parts for _ in t.split()]
+    return text, mask, "answer"
+
+
+def trajectory_row(rng: random.Random, fact: dict[str, str], qid: str, sample: int,
+                   progress: float, hostile: bool = False) -> dict[str, Any]:
+    text, mask, finish = make_rollout(rng, fact, progress, hostile)
+    traj = Trajectory(
+        question_id=qid, question=f"Where was the director of {fact['film']} born?",
+        golden_answers=[fact["city"]], sample_index=sample, prompt_ids=[], text=text,
+        loss_mask=mask, num_searches=text.count("<search>"),
+        search_queries=[q.split("</search>")[0] for q in text.split("<search>")[1:]],
+        finish_reason=finish,
+    )
+    traj.reward = score(text, traj.golden_answers, truncated=finish == "length")
+    return traj.to_json(with_ids=False)
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def step_metrics(rows: list[dict[str, Any]], prefix: str = "") -> dict[str, float]:
+    rewards = [r["reward"]["value"] for r in rows]
+    mean = _mean(rewards)
+    out = {
+        "reward_mean": mean,
+        "reward_std": _mean([(r - mean) ** 2 for r in rewards]) ** 0.5,
+        "f1": _mean([r["reward"]["f1"] for r in rows]),
+        "em": _mean([r["reward"]["em"] for r in rows]),
+        "valid_format": _mean([float(r["reward"]["valid_format"]) for r in rows]),
+        "searches_per_rollout": _mean([r["num_searches"] for r in rows]),
+        "model_tokens_per_rollout": _mean([r["num_model_tokens"] for r in rows]),
+    }
+    for reason in ("answer", "eos", "length", "max_searches"):
+        out[f"finish/{reason}"] = _mean([float(r["finish_reason"] == reason) for r in rows])
+    return {prefix + k: v for k, v in out.items()}
+
+
+def write_training_run(root: Path, steps: int = 12, questions: int = 4, group: int = 5,
+                       val_every: int = 4, seed: int = 0, rollout_every: int = 1) -> Path:
+    """A training run directory: config.yaml, metrics.jsonl and rollouts/step_N.jsonl."""
+    rng = random.Random(seed)
+    world = make_world(rng, max(questions, 8))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "rollouts").mkdir(exist_ok=True)
+    (root / "config.yaml").write_text(
+        f"model: tiny\ngrpo:\n  group_size: {group}\n  clip: 0.2\n  beta: 0.001\nsteps: {steps}\n")
+    with (root / "metrics.jsonl").open("w") as metrics:
+        for step in range(1, steps + 1):
+            progress = (step - 1) / max(steps - 1, 1)
+            rows = []
+            for q in range(questions):
+                fact = world[(step * questions + q) % len(world)]
+                for s in range(group):
+                    row = trajectory_row(rng, fact, f"q{q}", s, progress, hostile=(step, q, s) == (1, 0, 0))
+                    rows.append({**row, "step": step})
+            entry: dict[str, Any] = {"step": step, **step_metrics(rows)}
+            entry.update(kl=0.002 * step * (1 + 0.2 * rng.random()), entropy=1.9 - 1.2 * progress,
+                         clip_fraction=0.05 * rng.random(), learning_rate=1e-6)
+            if step % val_every == 0:
+                val = [trajectory_row(rng, world[i], f"v{i}", 0, progress) for i in range(len(world))]
+                entry.update(step_metrics(val, prefix="val/"))
+            metrics.write(json.dumps(entry) + "\n")
+            if (step - 1) % rollout_every == 0 or step == steps:
+                with (root / "rollouts" / f"step_{step}.jsonl").open("w") as f:
+                    for row in rows:
+                        f.write(json.dumps(row) + "\n")
+    return root
+
+
+def write_eval_dir(root: Path, seed: int = 1, per_dataset: int = 6) -> Path:
+    """An evaluation output directory: predictions/<dataset>__<method>.jsonl and results.json."""
+    rng = random.Random(seed)
+    (root / "predictions").mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for dataset in ("synthetic_hop", "synthetic_bridge"):
+        world = make_world(rng, per_dataset)
+        for method, progress in (("naive", 0.0), ("research", 1.0)):
+            rows = [trajectory_row(rng, fact, f"{dataset}-{i}", 0, progress) for i, fact in enumerate(world)]
+            with (root / "predictions" / f"{dataset}__{method}.jsonl").open("w") as f:
+                for row in rows:
+                    f.write(json.dumps(row) + "\n")
+            m = step_metrics(rows)
+            results.setdefault(dataset, {})[method] = {"em": m["em"], "f1": m["f1"], "n": len(rows)}
+    (root / "results.json").write_text(json.dumps(results, indent=1))
+    return root

@@ -1,0 +1,116 @@
+import json
+from pathlib import Path
+
+import pytest
+from synthetic import write_eval_dir, write_training_run
+
+from research_rl.report.rundir import RunDirError, normalise_row, read_run
+
+
+def _lines(path: Path, *lines: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def test_training_run_metrics_and_rollouts(tmp_path):
+    run_dir = write_training_run(tmp_path / "run", steps=6, questions=2, group=5, val_every=3)
+    run = read_run(run_dir)
+    assert [m["step"] for m in run.metrics] == [1, 2, 3, 4, 5, 6]
+    assert "val/reward_mean" in run.metrics[2] and "val/reward_mean" not in run.metrics[1]
+    assert [g.step for g in run.groups] == [1, 2, 3, 4, 5, 6]
+    assert all(g.kind == "step" and len(g.rows) == 10 for g in run.groups)
+    raw = json.loads((run_dir / "rollouts" / "step_4.jsonl").read_text().splitlines()[3])
+    row = run.groups[3].rows[3]
+    assert row["text"] == raw["text"] and row["reward"]["value"] == raw["reward"]["value"]
+    assert row["step"] == 4
+    assert run.config_text and "group_size: 5" in run.config_text
+    assert run.problems == []
+
+
+def test_steps_sort_numerically_not_by_name(tmp_path):
+    for step in (10, 2, 1):
+        _lines(tmp_path / "rollouts" / f"step_{step}.jsonl", json.dumps({"question": f"q{step}"}))
+    run = read_run(tmp_path)
+    assert [g.step for g in run.groups] == [1, 2, 10]
+    assert run.groups[2].rows[0]["step"] == 10  # rows without "step" take the file's
+
+
+def test_malformed_lines_are_reported_with_file_and_line_and_skipped(tmp_path):
+    _lines(tmp_path / "metrics.jsonl",
+           json.dumps({"step": 1, "reward_mean": 0.1}),
+           '{"step": 2, "reward_mean": 0.',  # a crash mid-write
+           "[1, 2]",
+           json.dumps({"reward_mean": 0.3}),
+           "",
+           json.dumps({"step": 5, "reward_mean": 0.5}))
+    _lines(tmp_path / "rollouts" / "step_1.jsonl",
+           json.dumps({"question": "a", "text": "<answer>x</answer>"}),
+           "not json",
+           json.dumps({"question": "b"}))
+    run = read_run(tmp_path)
+    assert [m["step"] for m in run.metrics] == [1, 5]
+    assert [r["question"] for r in run.groups[0].rows] == ["a", "b"]
+    metrics, rollouts = tmp_path / "metrics.jsonl", tmp_path / "rollouts" / "step_1.jsonl"
+    assert len(run.problems) == 4
+    assert run.problems[0].startswith(f"{metrics}:2: not valid JSON")
+    assert run.problems[1] == f"{metrics}:3: expected a JSON object, got list"
+    assert run.problems[2].startswith(f"{metrics}:4: no integer 'step'")
+    assert run.problems[3].startswith(f"{rollouts}:2: not valid JSON")
+
+
+def test_a_step_logged_twice_is_merged_later_keys_winning(tmp_path):
+    _lines(tmp_path / "metrics.jsonl",
+           json.dumps({"step": 3, "reward_mean": 0.1, "kl": 0.01}),
+           json.dumps({"step": 3, "val/f1": 0.4}),
+           json.dumps({"step": 3.0, "reward_mean": 0.2}),
+           json.dumps({"step": 1, "reward_mean": 0.0}))
+    run = read_run(tmp_path)
+    assert run.metrics == [{"step": 1, "reward_mean": 0.0},
+                           {"step": 3, "reward_mean": 0.2, "kl": 0.01, "val/f1": 0.4}]
+
+
+def test_rows_missing_fields_get_neutral_defaults():
+    row = normalise_row({"question": "q", "golden_answers": "Paris", "reward": {"value": "high"},
+                         "num_searches": 2.0, "finish_reason": None})
+    assert row["golden_answers"] == ["Paris"]
+    assert row["reward"]["value"] is None and row["reward"]["valid_format"] is None
+    assert row["num_searches"] == 2 and row["finish_reason"] == "unknown" and row["text"] == ""
+    assert row["num_model_tokens"] is None
+
+
+def test_evaluation_dir(tmp_path):
+    run = read_run(write_eval_dir(tmp_path / "eval"))
+    assert run.metrics == []
+    labels = [g.label for g in run.groups]
+    assert labels == ["eval synthetic_bridge / naive", "eval synthetic_bridge / research",
+                      "eval synthetic_hop / naive", "eval synthetic_hop / research"]
+    assert all(g.kind == "eval" and len(g.rows) == 6 for g in run.groups)
+    assert set(run.eval_results["results.json"]) == {"synthetic_hop", "synthetic_bridge"}
+
+
+def test_demo_dir_with_training_and_evaluation_side_by_side(tmp_path):
+    write_training_run(tmp_path / "train", steps=2, questions=1)
+    write_eval_dir(tmp_path / "eval")
+    (tmp_path / "summary.json").write_text(json.dumps({"before": {"f1": 0.1}, "after": {"f1": 0.7}}))
+    run = read_run(tmp_path)
+    assert len(run.metrics) == 2
+    assert [g.label for g in run.groups][:2] == ["eval: eval synthetic_bridge / naive",
+                                                 "eval: eval synthetic_bridge / research"]
+    assert "train: step 1" in [g.label for g in run.groups]
+    assert set(run.eval_results) == {"eval/results.json"}
+    assert run.summaries == {"summary.json": {"before": {"f1": 0.1}, "after": {"f1": 0.7}}}
+
+
+def test_unusable_inputs_raise_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing: run directory not found"):
+        read_run(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunDirError, match="nothing to report: expected metrics.jsonl"):
+        read_run(tmp_path / "empty")
+    _lines(tmp_path / "metrics.jsonl", "{}")
+    with pytest.raises(RunDirError, match="not a directory"):
+        read_run(tmp_path / "metrics.jsonl")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "results.json").write_text("{oops")
+    with pytest.raises(RunDirError, match="nothing to report"):
+        read_run(tmp_path / "broken")
