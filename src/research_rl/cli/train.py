@@ -1,8 +1,61 @@
 """``research train``: GRPO training with search."""
 
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from research_rl.cli.errors import user_errors
 
-def train() -> None:
-    """Train with GRPO (arrives with issue 4)."""
-    raise typer.Exit("not implemented yet: arrives with the training issue")
+
+def _parse_sets(pairs: list[str]) -> dict[str, object]:
+    import yaml
+
+    from research_rl.config import ConfigError
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. grpo.max_steps=10")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@user_errors
+def train(
+    config: Annotated[
+        Path, typer.Option(help="Training config (YAML), e.g. configs/tiny-cpu.yaml.")
+    ],
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(help="Run directory (default: the config's run.output_dir)."),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the run in the output directory from its newest complete checkpoint."
+        ),
+    ] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key: --set grpo.max_steps=10 (repeatable)."),
+    ] = None,
+) -> None:
+    """Train a policy with GRPO on search-interleaved rollouts; metrics, rollouts and checkpoints
+    go to the run directory."""
+    from research_rl.training.rollouts import NonFiniteError
+    from research_rl.training.run import load_train_config
+    from research_rl.training.run import train as run_training
+
+    cfg = load_train_config(config, _parse_sets(set_ or []))
+    try:
+        result = run_training(cfg, output_dir=output_dir, resume=resume)
+    except NonFiniteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    where = result.last_checkpoint or "no checkpoint"
+    print(f"trained to step {result.final_step}: {result.run_dir} (latest checkpoint: {where})")

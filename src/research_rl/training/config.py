@@ -139,6 +139,8 @@ def resolve_relative_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
     cfg.model.tokenizer = fix(cfg.model.tokenizer)
     cfg.data.train = fix(cfg.data.train)
     cfg.data.validation = fix(cfg.data.validation)
+    cfg.rollout.template_path = fix(cfg.rollout.template_path)
+    cfg.rollout.system_prompt_path = fix(cfg.rollout.system_prompt_path)
     if cfg.retriever.index is not None:
         cfg.retriever.index = fix(cfg.retriever.index)
     return cfg
