@@ -186,6 +186,8 @@ class RunMonitor(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
+        if "train_runtime" in logs:  # the end-of-training summary, not a step
+            return
         record: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch}
         for src, dst in TRL_KEYS.items():
             if logs.get(src) is not None:

@@ -210,6 +210,8 @@ def grpo_args(
         max_steps=g.max_steps if g.max_steps is not None else -1,
         seed=g.seed,
         data_seed=g.seed,
+        # TRL turns checkpointing on by default; it only costs time on small models
+        activation_checkpointing=cfg.model.gradient_checkpointing,
         bf16=cfg.model.dtype == "bfloat16",
         fp16=cfg.model.dtype == "float16",
         # generation engine

@@ -244,7 +244,7 @@ def train(
 ) -> TrainResult:
     """Train with GRPO. ``callbacks``: transformers ``TrainerCallback`` objects, or plain callables
     that get each step's metrics record (a dict, as written to metrics.jsonl)."""
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
 
     from research_rl.training.callbacks import RunMonitor
 
@@ -281,6 +281,7 @@ def train(
         config_dict=cfg.model_dump(mode="json"),
         extra=hooks,
     )
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the monitor reports
     trainer.add_callback(monitor)
     for cb in callbacks or []:
         if isinstance(cb, TrainerCallback):
