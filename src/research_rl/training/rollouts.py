@@ -25,6 +25,7 @@ from research_rl.backends.base import GenerationBackend, SamplingParams
 from research_rl.questions import Question
 from research_rl.reward import score
 from research_rl.rollout import RolloutEngine
+from research_rl.scale.distributed import drain_if_lockstep
 from research_rl.trajectory import Trajectory
 
 
@@ -101,9 +102,13 @@ class RolloutFunction:
         step = trainer.state.global_step + 1  # the step these rollouts train
         questions = [self.questions[p] for p in prompts]
         start = time.perf_counter()
+        sampling = self.sampling(trainer, step)
         with generation_model(trainer) as model:
             self.engine.backend = self.backend_factory(trainer, model)
-            trajectories = self.engine.run(questions, n=1, sampling=self.sampling(trainer, step))
+            trajectories = self.engine.run(questions, n=1, sampling=sampling)
+            # A collective backend (research_rl.scale's LockstepBackend) pads with empty calls
+            # until every rank is done, so no rank leaves the rollout while others still generate.
+            drain_if_lockstep(self.engine.backend, sampling)
         seconds = time.perf_counter() - start
         seen: Counter[str] = Counter()
         for t in trajectories:  # n=1 per repeated id: restore each rollout's index in its group

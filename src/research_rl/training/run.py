@@ -220,6 +220,7 @@ def build_trainer(
 def _make_validator(trainer, engine, factory, questions: list[Question], cfg: TrainConfig):
     """Greedy rollouts (one per question) on this rank's share of the validation questions."""
     from research_rl.backends.base import SamplingParams
+    from research_rl.scale.distributed import drain_if_lockstep
     from research_rl.training.rollouts import generation_model
 
     def validate():
@@ -227,9 +228,12 @@ def _make_validator(trainer, engine, factory, questions: list[Question], cfg: Tr
         mine = questions[state.process_index :: state.num_processes]
         if trainer.args.use_vllm:  # the engine holds the weights of the last rollout: refresh
             trainer.vllm_generation.sync_weights()
+        greedy = SamplingParams(temperature=0.0)
         with generation_model(trainer) as model:
             engine.backend = factory(trainer, model)
-            return engine.run(mine, n=1, sampling=SamplingParams(temperature=0.0))
+            trajectories = engine.run(mine, n=1, sampling=greedy)
+            drain_if_lockstep(engine.backend, greedy)
+        return trajectories
 
     return validate
 
