@@ -180,8 +180,13 @@ class Browser:
             raise CDPError(f"page script failed: {text}")
         return result["result"].get("value")
 
-    def screenshot(self, path: Path) -> None:
-        data = self.page("Page.captureScreenshot", {"format": "png"})["data"]
+    def screenshot(self, path: Path, full_page: bool = False) -> None:
+        params: dict[str, Any] = {"format": "png"}
+        if full_page:
+            size = self.page("Page.getLayoutMetrics")["cssContentSize"]
+            params.update(captureBeyondViewport=True, clip={
+                "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
+        data = self.page("Page.captureScreenshot", params)["data"]
         path.write_bytes(base64.b64decode(data))
 
     def close(self) -> None:

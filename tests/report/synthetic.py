@@ -31,17 +31,28 @@ def make_world(rng: random.Random, n: int) -> list[dict[str, str]]:
              "director": _name(rng), "city": f"Port {_name(rng, 1)}"} for _ in range(n)]
 
 
-def _result(passages: list[str]) -> str:
-    return "<result>\n" + "\n".join(f"Doc {i + 1}: {p}" for i, p in enumerate(passages)) + "\n</result>"
+_FILLER = "the film premiered at a festival and was later released widely critics praised its \
+score while the cast included several newcomers from the regional theatre scene"
+
+_FILLER_WORDS = _FILLER.split()
 
 
-def make_rollout(rng: random.Random, fact: dict[str, str], progress: float,
-                 hostile: bool = False) -> tuple[str, list[int], str]:
+def _result(rng: random.Random, passages: list[str], topk: int, filler: int) -> str:
+    """Retrieved passages: the given ones, then distractors up to ``topk``, each padded with
+    ``filler`` words so their length is like a real retriever's."""
+    docs = passages + [f"{_name(rng)} was born in Port {_name(rng, 1)}."
+                       for _ in range(topk - len(passages))]
+    padded = [f"{d} {' '.join(rng.choice(_FILLER_WORDS) for _ in range(filler))}".rstrip() for d in docs]
+    return "<result>\n" + "\n".join(f"Doc {i + 1}: {p}" for i, p in enumerate(padded)) + "\n</result>"
+
+
+def make_rollout(rng: random.Random, fact: dict[str, str], progress: float, hostile: bool = False,
+                 topk: int = 2, filler: int = 0) -> tuple[str, list[int], str]:
     """(completion text, loss mask, finish reason) for one rollout at ``progress`` in [0, 1]."""
     parts: list[tuple[str, bool]] = []  # (text, written by the model)
     think = lambda s: parts.append((f"<think>{s}</think>\n", True))  # noqa: E731
     distractor = f"{_name(rng)} was born in Port {_name(rng, 1)}."
-    if rng.random() > 0.3 + 0.6 * progress:  # early policy: answer from memory, often malformed
+    if not hostile and rng.random() > 0.3 + 0.6 * progress:  # early policy: answer from memory, often malformed
         guess = rng.choice([fact["city"], f"Port {_name(rng, 1)}"])
         if rng.random() < 0.5 * (1 - progress):
             text = f"I think it is {guess}. The answer is \\boxed{{{guess}}}"
@@ -51,22 +62,23 @@ def make_rollout(rng: random.Random, fact: dict[str, str], progress: float,
     else:
         think(f"I need the director of {fact['film']}, then where they were born.")
         parts.append((f"<search>director of {fact['film']}</search>\n", True))
-        parts.append((_result([f"{fact['film']} is a film directed by {fact['director']}.",
-                               HOSTILE_PASSAGE if hostile else distractor]) + "\n", False))
+        parts.append((_result(rng, [f"{fact['film']} is a film directed by {fact['director']}.",
+                                    HOSTILE_PASSAGE if hostile else distractor], topk, filler)
+                      + "\n", False))
         parts.append((f"<search>{fact['director']} birthplace</search>\n", True))
         if rng.random() < 0.3 + 0.4 * progress:  # an unhelpful result, then a refined query
-            parts.append((_result([distractor]) + "\n", False))
+            parts.append((_result(rng, [distractor], topk, filler) + "\n", False))
             think(rng.choice([f"Wait, this passage is about someone else. Let me search again for {fact['director']}.",
                               "The result does not mention the birthplace; I should refine the query."]))
             parts.append((f"<search>where was {fact['director']} born</search>\n", True))
-        parts.append((_result([f"{fact['director']} (born in {fact['city']}) is a film director."]) + "\n",
-                      False))
+        found = f"{fact['director']} (born in {fact['city']}) is a film director."
+        parts.append((_result(rng, [found], topk, filler) + "\n", False))
         if rng.random() < 0.2 * progress:
             think(f"Earlier I assumed a different city, but actually it is {fact['city']}.")
         answer = fact["city"] if rng.random() < 0.4 + 0.5 * progress else f"Port {_name(rng, 1)}"
         think(f"So {fact['director']} was born in {answer}.")
         parts.append((f"<answer>The answer is \\boxed{{{answer}}}</answer>", True))
-    if rng.random() < 0.05 * (1 - progress):  # ran out of tokens mid-thought
+    if not hostile and rng.random() < 0.05 * (1 - progress):  # ran out of tokens mid-thought
         text = "".join(t for t, _ in parts[:1]) + "<think>Let me keep thinking about"
         return text, [1] * len(text.split()), "length"
     text = "".join(t for t, _ in parts)
@@ -75,8 +87,8 @@ def make_rollout(rng: random.Random, fact: dict[str, str], progress: float,
 
 
 def trajectory_row(rng: random.Random, fact: dict[str, str], qid: str, sample: int,
-                   progress: float, hostile: bool = False) -> dict[str, Any]:
-    text, mask, finish = make_rollout(rng, fact, progress, hostile)
+                   progress: float, hostile: bool = False, **passages: int) -> dict[str, Any]:
+    text, mask, finish = make_rollout(rng, fact, progress, hostile, **passages)
     traj = Trajectory(
         question_id=qid, question=f"Where was the director of {fact['film']} born?",
         golden_answers=[fact["city"]], sample_index=sample, prompt_ids=[], text=text,
@@ -110,8 +122,9 @@ def step_metrics(rows: list[dict[str, Any]], prefix: str = "") -> dict[str, floa
 
 
 def write_training_run(root: Path, steps: int = 12, questions: int = 4, group: int = 5,
-                       val_every: int = 4, seed: int = 0, rollout_every: int = 1) -> Path:
-    """A training run directory: config.yaml, metrics.jsonl and rollouts/step_N.jsonl."""
+                       val_every: int = 4, seed: int = 0, topk: int = 2, filler: int = 0) -> Path:
+    """A training run directory: config.yaml, metrics.jsonl and rollouts/step_N.jsonl; ``topk``
+    passages per search, each ``filler`` words longer than its fact."""
     rng = random.Random(seed)
     world = make_world(rng, max(questions, 8))
     root.mkdir(parents=True, exist_ok=True)
@@ -125,7 +138,8 @@ def write_training_run(root: Path, steps: int = 12, questions: int = 4, group: i
             for q in range(questions):
                 fact = world[(step * questions + q) % len(world)]
                 for s in range(group):
-                    row = trajectory_row(rng, fact, f"q{q}", s, progress, hostile=(step, q, s) == (1, 0, 0))
+                    row = trajectory_row(rng, fact, f"q{q}", s, progress,
+                                         hostile=(step, q, s) == (1, 0, 0), topk=topk, filler=filler)
                     rows.append({**row, "step": step})
             entry: dict[str, Any] = {"step": step, **step_metrics(rows)}
             entry.update(kl=0.002 * step * (1 + 0.2 * rng.random()), entropy=1.9 - 1.2 * progress,
@@ -134,10 +148,9 @@ def write_training_run(root: Path, steps: int = 12, questions: int = 4, group: i
                 val = [trajectory_row(rng, world[i], f"v{i}", 0, progress) for i in range(len(world))]
                 entry.update(step_metrics(val, prefix="val/"))
             metrics.write(json.dumps(entry) + "\n")
-            if (step - 1) % rollout_every == 0 or step == steps:
-                with (root / "rollouts" / f"step_{step}.jsonl").open("w") as f:
-                    for row in rows:
-                        f.write(json.dumps(row) + "\n")
+            with (root / "rollouts" / f"step_{step}.jsonl").open("w") as f:
+                for row in rows:
+                    f.write(json.dumps(row) + "\n")
     return root
 
 

@@ -35,7 +35,7 @@ def _save(fig: Any, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     return path
 
 
@@ -52,12 +52,16 @@ def write_figures(charts: Sequence[Chart], behaviour_chart: Chart | None, out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for chart in drawable:
-        fig = Figure(figsize=(5, 3.2), layout="constrained")
+        fig = Figure(figsize=(5, 3.2))
+        # Fixed margins: constrained layout doubles the drawing time for no visible gain here.
+        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.9)
         _draw(fig.add_subplot(), chart)
         written.append(_save(fig, out_dir / f"{chart.name}.png"))
     cols = 3
     rows = -(-len(drawable) // cols)
-    fig = Figure(figsize=(5 * cols, 3.2 * rows), layout="constrained")
+    fig = Figure(figsize=(5 * cols, 3.2 * rows))
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.06 / rows, top=1 - 0.08 / rows,
+                        wspace=0.22, hspace=0.45)
     for i, chart in enumerate(drawable):
         _draw(fig.add_subplot(rows, cols, i + 1), chart)
     written.append(_save(fig, out_dir / "curves.png"))

@@ -338,7 +338,7 @@
         if (code === "r") tag += " · inserted by the system · masked from the loss";
         if (closed === 0) tag += " · never closed";
         box.appendChild(el("span", { class: "tag" }, tag));
-        box.appendChild(highlighted(content));
+        box.appendChild(highlighted(code === "o" ? content : content.replace(/^[ \t]*\n|\n\s*$/g, "")));
         detail.appendChild(box);
       }
       detail.scrollTop = 0;

@@ -1,0 +1,201 @@
+"""The report in a real browser: headless Chromium (Debian's ``chromium``), driven over the
+DevTools protocol. CI installs chromium (.ci/run); without it these tests fail, they never skip."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from cdp import Browser, find_chromium
+from synthetic import write_eval_dir, write_training_run
+
+from research_rl.report import build_report
+
+# Set to a path (e.g. docs/img/report.png) to keep the small run's screenshot.
+SCREENSHOT_ENV = "RESEARCH_RL_REPORT_SCREENSHOT"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary = find_chromium()
+    if binary is None:
+        pytest.fail("the report's browser test needs Chromium: install Debian's package "
+                    "(apt-get install -y chromium) or put chromium on PATH")
+    with Browser(binary) as b:
+        for domain in ("Network.enable", "Page.enable", "Runtime.enable", "Log.enable"):
+            b.page(domain)
+        b.page("Emulation.setDeviceMetricsOverride",
+               {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
+        yield b
+
+
+def open_report(browser: Browser, html: Path) -> list[dict]:
+    """Load ``html``; return the CDP events seen until the page's script finished."""
+    browser.events.clear()
+    browser.page("Page.navigate", {"url": html.resolve().as_uri()})
+    browser.wait_event("Page.loadEventFired")
+    assert browser.evaluate("document.documentElement.dataset.ready") == "1", "page script did not finish"
+    return browser.drain_events()
+
+
+def assert_offline_and_clean(events: list[dict], html: Path) -> None:
+    requests = [e["params"]["request"]["url"] for e in events
+                if e["method"] == "Network.requestWillBeSent"]
+    assert requests == [html.resolve().as_uri()], f"the page made requests: {requests}"
+    errors = [e["params"] for e in events if e["method"] == "Runtime.exceptionThrown"
+              or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
+    assert errors == []
+
+
+JS_HELPERS = """
+window.__t = {
+  rows() {  // list rows actually drawn (a hidden pooled row has no box)
+    return Array.from(document.querySelectorAll('#list .row')).filter(r => r.getClientRects().length);
+  },
+  set(id, value, kind) {  // change a control as a user would, and wait for the filter to rerun
+    const root = document.documentElement, before = Number(root.dataset.filterRuns);
+    const c = document.getElementById(id); c.value = value;
+    c.dispatchEvent(new Event(kind || (c.tagName === 'SELECT' ? 'change' : 'input')));
+    return new Promise((resolve, reject) => {
+      const t0 = performance.now();
+      (function poll() {
+        if (Number(root.dataset.filterRuns) > before)
+          requestAnimationFrame(() => resolve({shown: Number(root.dataset.shown),
+            filterMs: Number(root.dataset.filterMs), wallMs: performance.now() - t0,
+            rows: window.__t.rows().length}));
+        else if (performance.now() - t0 > 20000) reject(new Error('filter never ran'));
+        else setTimeout(poll, 5);
+      })();
+    });
+  },
+};
+"""
+
+
+def rows_of(run_dir: Path, step: int) -> list[dict]:
+    path = run_dir / "rollouts" / f"step_{step}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def haystack(row: dict) -> str:
+    return (row["question"] + "\n" + "\n".join(row["golden_answers"]) + "\n" + row["text"]).lower()
+
+
+def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
+    run_dir = write_training_run(tmp_path / "run", steps=12, questions=4, val_every=4)
+    write_eval_dir(run_dir / "eval")
+    html = build_report(run_dir, figures=False).html
+    assert_offline_and_clean(open_report(browser, html), html)
+    browser.evaluate(JS_HELPERS)
+
+    charts = browser.evaluate("""Array.from(document.querySelectorAll('#main-charts .chart')).map(c => ({
+        name: c.dataset.chart, lines: c.querySelectorAll('path.line').length,
+        val: c.querySelectorAll('rect.val-point').length,
+        width: c.querySelector('svg').getBoundingClientRect().width}))""")
+    assert [c["name"] for c in charts] == ["reward", "f1", "valid_format", "searches",
+                                           "model_tokens", "kl", "entropy"]
+    assert all(c["lines"] == 1 and c["width"] > 200 for c in charts)
+    assert [c["val"] for c in charts] == [3, 3, 3, 3, 3, 0, 0]  # validation at steps 4, 8, 12
+    assert browser.evaluate("document.querySelectorAll('#behaviour-chart path.line').length") == 2
+    assert browser.evaluate("document.querySelectorAll('#table-list table tr').length") == 5
+
+    # The browser opens on the last step; its rollouts are listed and the first one is shown.
+    last = rows_of(run_dir, 12)
+    state = browser.evaluate("""({shown: +document.documentElement.dataset.shown,
+        rows: __t.rows().length,
+        question: document.querySelector('#detail h3').textContent,
+        kinds: Array.from(document.querySelectorAll('#detail .seg')).map(s => s.className),
+        tags: Array.from(document.querySelectorAll('#detail .seg-r .tag')).map(s => s.textContent)})""")
+    assert state["shown"] == state["rows"] == len(last) == 20
+    assert state["question"] == last[0]["question"]
+    searched = next(i for i, r in enumerate(last) if r["num_searches"])
+    browser.evaluate(f"__t.rows()[{searched}].click()")
+    detail = browser.evaluate("""({
+        kinds: Array.from(document.querySelectorAll('#detail .seg')).map(s => s.classList[1]),
+        tags: Array.from(document.querySelectorAll('#detail .seg-r .tag')).map(s => s.textContent),
+        searches: Array.from(document.querySelectorAll('#detail .seg-s')).map(s => s.lastChild.textContent)})""")
+    assert detail["kinds"].count("seg-r") == last[searched]["text"].count("<result>") > 0
+    assert all("masked" in tag for tag in detail["tags"])
+    assert detail["searches"] == last[searched]["search_queries"]
+    assert {"seg-t", "seg-s", "seg-r", "seg-a"} <= set(detail["kinds"])
+
+    # Filters, checked against counts computed here from the rollouts file.
+    answered = [r for r in last if r["finish_reason"] == "answer"]
+    assert browser.evaluate("__t.set('f-finish', 'answer')")["shown"] == len(answered)
+    high = [r for r in answered if r["reward"]["value"] >= 0.5]
+    assert browser.evaluate("__t.set('f-rmin', '0.5')")["shown"] == len(high)
+    many = [r for r in high if r["num_searches"] == 3]
+    assert browser.evaluate("__t.set('f-searches', '3')")["shown"] == len(many)
+    for control, value in (("f-searches", ""), ("f-rmin", ""), ("f-finish", "")):
+        browser.evaluate(f"__t.set('{control}', '{value}')")
+    term = last[-1]["golden_answers"][0]
+    matching = [r for r in last if term.lower() in haystack(r)]
+    found = browser.evaluate(f"__t.set('f-text', {json.dumps(term.upper())})")
+    assert found["shown"] == found["rows"] == len(matching) < len(last)
+    assert browser.evaluate("document.querySelectorAll('#detail mark').length") > 0
+    browser.evaluate("__t.set('f-text', '')")
+    # A whole evaluation file, then the flagged rollouts of step 1.
+    groups = browser.evaluate("Array.from(document.getElementById('f-source').options).map(o => [o.value, o.text])")
+    hop = next(v for v, label in groups if label.startswith("eval: eval synthetic_hop / research"))
+    hop_state = browser.evaluate(f"__t.set('f-source', '{hop}')")
+    assert hop_state["shown"] == hop_state["rows"] == 6  # and the step's 20 rows are gone
+    first = next(v for v, label in groups if label.startswith("step 1 "))
+    browser.evaluate(f"__t.set('f-source', '{first}')")
+    none_flagged = browser.evaluate("__t.set('f-flag', 'none')")["shown"]
+    flagged = browser.evaluate("__t.set('f-flag', 'flagged')")["shown"]
+    assert none_flagged + flagged == len(rows_of(run_dir, 1))
+
+    assert_offline_and_clean(browser.drain_events(), html)  # nothing requested while in use
+    browser.evaluate("__t.set('f-flag', '')")
+    last_step = next(v for v, label in groups if label.startswith("step 12 "))
+    browser.evaluate(f"__t.set('f-source', '{last_step}')")
+    showcase = max(range(len(last)), key=lambda i: (last[i]["num_searches"], last[i]["reward"]["value"]))
+    browser.evaluate(f"__t.rows()[{showcase}].click()")
+    shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "report.png")
+    browser.screenshot(shot, full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ten_thousand_trajectories_load_and_filter(browser, tmp_path, capsys):
+    t0 = time.perf_counter()
+    # Five passages of about 60 words per search, as a real retriever returns.
+    run_dir = write_training_run(tmp_path / "big", steps=20, questions=100, group=5,
+                                 val_every=5, topk=5, filler=50)
+    t1 = time.perf_counter()
+    result = build_report(run_dir, figures=False)
+    t2 = time.perf_counter()
+    assert result.trajectories == 10_000
+    html = result.html
+    start = time.perf_counter()
+    assert_offline_and_clean(open_report(browser, html), html)
+    loaded = time.perf_counter() - start
+    browser.evaluate(JS_HELPERS)
+    ready_at = float(browser.evaluate("document.documentElement.dataset.readyAt"))
+    everything = browser.evaluate("__t.set('f-source', 'all')")
+    assert everything["shown"] == 10_000
+    assert everything["rows"] < 100  # virtualised: only the visible rows exist
+    all_rows = [r for step in range(1, 21) for r in rows_of(run_dir, step)]
+    term = "wait,"
+    text = browser.evaluate(f"__t.set('f-text', '{term}')")
+    assert text["shown"] == sum(term in haystack(r) for r in all_rows) > 0
+    again = browser.evaluate("__t.set('f-text', 'port')")  # the lower-cased texts are cached now
+    reward = browser.evaluate("__t.set('f-rmin', '0.9')")
+    assert reward["shown"] == sum("port" in haystack(r) and r["reward"]["value"] >= 0.9
+                                  for r in all_rows)
+    scrolled = browser.evaluate("""new Promise(resolve => {
+        const list = document.getElementById('list'); list.scrollTop = list.scrollHeight;
+        requestAnimationFrame(() => requestAnimationFrame(() => resolve(
+          __t.rows().map(r => r.style.top))));
+    })""")
+    assert f"{(reward['shown'] - 1) * 30}px" in scrolled  # the last row is drawn at the bottom
+    size_mb = html.stat().st_size / 1e6
+    with capsys.disabled():
+        print(f"\n[report 10k] write run {t1 - t0:.2f}s, build report {t2 - t1:.2f}s "
+              f"({size_mb:.1f} MB); browser load {loaded:.2f}s (page ready at {ready_at:.0f} ms); "
+              f"show all {everything['wallMs']:.0f} ms (filter {everything['filterMs']:.1f} ms); "
+              f"first text search {text['wallMs']:.0f} ms (filter {text['filterMs']:.1f} ms); "
+              f"second {again['wallMs']:.0f} ms (filter {again['filterMs']:.1f} ms); "
+              f"reward filter {reward['wallMs']:.0f} ms")

@@ -1,0 +1,114 @@
+import json
+import re
+
+from synthetic import HOSTILE_PASSAGE, write_eval_dir, write_training_run
+from typer.testing import CliRunner
+
+from research_rl.cli import app
+from research_rl.report import build_report
+from research_rl.report.html import embed_json
+from research_rl.report.payload import tables_from
+
+_DATA = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
+
+
+def _data(page: str) -> dict:
+    match = _DATA.search(page)
+    assert match, "no embedded data block"
+    return json.loads(match.group(1))
+
+
+def test_page_embeds_every_trajectory_segmented(tmp_path):
+    run_dir = write_training_run(tmp_path / "run", steps=4, questions=2, val_every=2)
+    result = build_report(run_dir, figures=False)
+    page = result.html.read_text()
+    data = _data(page)
+    rows = [json.loads(line) for f in sorted((run_dir / "rollouts").iterdir())
+            for line in f.read_text().splitlines()]
+    assert result.trajectories == len(rows) == len(data["trajectories"]) == 40
+    for t, row in zip(data["trajectories"], rows, strict=True):  # file order is kept
+        assert data["groups"][t["g"]]["step"] == row["step"]
+        assert (t["q"], t["i"], t["a"]) == (row["question"], row["sample_index"], row["golden_answers"])
+        assert (t["r"], t["ns"], t["fin"]) == (row["reward"]["value"], row["num_searches"],
+                                               row["finish_reason"])
+        # The segments hold the whole text but the tags and the blank lines between them.
+        contents = "".join(c for _, c, *_ in t["s"])
+        stripped = re.sub(r"</?(think|search|result|answer)>", "", row["text"])
+        assert contents.replace("\n", "") == stripped.replace("\n", "")
+        assert [k for k, *_ in t["s"]].count("r") == row["text"].count("<result>")
+    val_keys = {line["key"] for chart in data["charts"] for line in chart["lines"] if line["val"]}
+    assert {"val/reward_mean", "val/f1", "val/valid_format"} <= val_keys
+    assert [c["title"] for c in data["charts"]] == [
+        "Reward (mean)", "Answer F1", "Valid-format rate", "Searches per rollout",
+        "Model tokens per rollout", "KL to reference", "Entropy"]
+    assert [b["step"] for b in data["behaviours"]] == [1, 2, 3, 4]
+
+
+def test_page_references_no_external_resource(tmp_path):
+    run_dir = write_training_run(tmp_path / "run", steps=2, questions=1)
+    page = build_report(run_dir, figures=False).html.read_text()
+    assert HOSTILE_PASSAGE.split()[2] in json.dumps(_data(page))  # the URL is there, as data
+    shell = _DATA.sub("", page)
+    assert re.findall(r"https?://[^\s\"'<>]+", shell) == ["http://www.w3.org/2000/svg"]  # a name
+    for needle in ("<link", "@import", "url(", "fetch(", "XMLHttpRequest", "WebSocket",
+                   "sendBeacon", "EventSource", " src="):
+        assert needle not in shell, needle
+    # Markup inside passages stays data: the page has exactly its own two scripts.
+    assert page.count("<script") == 2 and page.count("</script>") == 2
+
+
+def test_embed_json_cannot_close_the_script_element():
+    text = embed_json({"t": "</script><!-- <script>"})
+    assert "<" not in text and json.loads(text) == {"t": "</script><!-- <script>"}
+
+
+def test_figures_are_pngs_in_the_run_dir(tmp_path):
+    run_dir = write_training_run(tmp_path / "run", steps=3, questions=1)
+    result = build_report(run_dir)
+    names = sorted(p.name for p in result.figures)
+    assert names == sorted(["reward.png", "f1.png", "valid_format.png", "searches.png",
+                            "model_tokens.png", "kl.png", "entropy.png", "behaviours.png",
+                            "curves.png"])
+    for path in result.figures:
+        assert path.parent == run_dir / "figures"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+
+
+def test_evaluation_only_dir_has_tables_and_no_figures(tmp_path):
+    result = build_report(write_eval_dir(tmp_path / "eval"))
+    data = _data(result.html.read_text())
+    assert result.figures == [] and data["charts"] == []
+    (table,) = data["tables"]
+    assert table["columns"] == ["level 1", "level 2", "em", "f1", "n"]
+    assert {(r[0], r[1]) for r in table["rows"]} == {
+        (d, m) for d in ("synthetic_hop", "synthetic_bridge") for m in ("naive", "research")}
+
+
+def test_tables_from_nested_and_listed_results():
+    (flat,) = tables_from([{"dataset": "nq", "em": 0.3}, {"dataset": "hotpotqa", "f1": 0.4}], "t")
+    assert flat.columns == ["dataset", "em", "f1"]
+    assert flat.rows == [["nq", 0.3, None], ["hotpotqa", None, 0.4]]
+    (summary,) = tables_from({"before": {"f1": 0.1}, "after": {"f1": 0.6}, "steps": 40}, "s")
+    assert summary.columns == ["name", "steps", "f1"]
+    assert summary.rows == [["", 40, None], ["before", None, 0.1], ["after", None, 0.6]]
+    assert tables_from({}, "empty") == []
+
+
+def test_cli_writes_report_and_reports_problems(tmp_path):
+    run_dir = write_training_run(tmp_path / "run", steps=2, questions=1)
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 3, "reward_mean"\n')
+    out = tmp_path / "out" / "r.html"
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(out), "--no-figures"])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and f"wrote {out} (2 steps, 10 trajectories)" in result.stdout
+    assert f"warning: skipped {run_dir / 'metrics.jsonl'}:3: not valid JSON" in result.stderr
+    assert not (run_dir / "figures").exists()
+
+
+def test_cli_errors_name_the_bad_input(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(app, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "error:" in missing.stderr and "nope" in missing.stderr
+    empty = runner.invoke(app, ["report", str(tmp_path)])
+    assert empty.exit_code == 2 and "nothing to report" in empty.stderr
