@@ -1,0 +1,165 @@
+"""The Hugging Face transformers backend: batched, left-padded, KV-cached generation on CPU or GPU.
+
+One forward pass over the left-padded contexts fills the KV cache, then one token per step for
+every unfinished sequence. Each sequence has its own stop strings and budget: a finished sequence
+leaves the batch (its rows are dropped from the cache) while the others go on, and its output ends
+with the token that finished it. Position ids come from the attention mask, so left padding does
+not shift positions: with greedy decoding a sequence gets the same tokens alone or in any batch.
+
+Log-probs are those of the sampled tokens under the temperature-scaled distribution (before top-k /
+top-p filtering), which is what a trainer recomputes from the same logits; greedy decoding reports
+the unscaled distribution's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from research_rl.backends.base import GenerationOutput, GenerationRequest, SamplingParams
+from research_rl.backends.stopping import StopWatcher
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    gen_cfg = getattr(model, "generation_config", None)
+    for source in (getattr(gen_cfg, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, (list, tuple)):
+            ids.update(int(i) for i in source)
+    if not ids:
+        raise ValueError("neither the model's generation config nor the tokenizer names an eos token")
+    return ids
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Set to -inf what top-k and nucleus (top-p) sampling exclude; rows are sequences."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        # Drop a token when the tokens before it already reach top_p (the first always stays).
+        drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_tokens(
+    logits: torch.Tensor, sampling: SamplingParams, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next token per row and its log-prob (see the module docstring)."""
+    logits = logits.float()
+    if sampling.greedy:
+        tokens = logits.argmax(-1)
+        return tokens, logits.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
+    scaled = logits / sampling.temperature
+    probs = filter_logits(scaled, sampling.top_k, sampling.top_p).softmax(-1)
+    tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return tokens, scaled.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
+
+
+class HFBackend:
+    """A transformers causal LM behind the generation protocol (``backends.base``)."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 64) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.eos_ids = _eos_ids(model, tokenizer)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id: int = pad if pad is not None else min(self.eos_ids)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def generate(
+        self, requests: list[GenerationRequest], sampling: SamplingParams
+    ) -> list[GenerationOutput]:
+        generator = None
+        if not sampling.greedy and sampling.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
+        # Similar lengths share a chunk, so little compute goes to padding.
+        order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids))
+        outputs: list[GenerationOutput | None] = [None] * len(requests)
+        for start in range(0, len(order), self.max_batch_size):
+            chunk = order[start : start + self.max_batch_size]
+            for i, out in zip(chunk, self._generate_batch([requests[i] for i in chunk], sampling, generator), strict=True):
+                outputs[i] = out
+        return outputs  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def _generate_batch(
+        self,
+        requests: Sequence[GenerationRequest],
+        sampling: SamplingParams,
+        generator: torch.Generator | None,
+    ) -> list[GenerationOutput]:
+        n = len(requests)
+        outputs: list[GenerationOutput | None] = [None] * n
+        for i, r in enumerate(requests):
+            if not r.prompt_ids:
+                raise ValueError(f"request {i} has an empty context")
+            if r.max_new_tokens <= 0:
+                outputs[i] = GenerationOutput([], "length", None, [])
+        rows = [i for i in range(n) if outputs[i] is None]  # batch row -> request index
+        if not rows:
+            return outputs  # type: ignore[return-value]
+
+        width = max(len(requests[i].prompt_ids) for i in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, i in enumerate(rows):
+            ctx = requests[i].prompt_ids
+            ids[row, width - len(ctx) :] = torch.tensor(ctx, dtype=torch.long)
+            mask[row, width - len(ctx) :] = 1
+        device = self.device
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1, :]
+        next_pos = positions[:, -1] + 1
+
+        new_ids: list[list[int]] = [[] for _ in range(n)]
+        new_lps: list[list[float]] = [[] for _ in range(n)]
+        watchers = [StopWatcher(self.tokenizer, r.stop) for r in requests]
+        while True:
+            tokens, lps = sample_tokens(logits, sampling, generator)
+            keep: list[int] = []
+            for row, (tok, lp) in enumerate(zip(tokens.tolist(), lps.tolist(), strict=True)):
+                i = rows[row]
+                new_ids[i].append(tok)
+                new_lps[i].append(lp)
+                if tok in self.eos_ids:
+                    outputs[i] = GenerationOutput(new_ids[i], "eos", None, new_lps[i])
+                elif (stop := watchers[i].check(new_ids[i])) is not None:
+                    outputs[i] = GenerationOutput(new_ids[i], "stop", stop, new_lps[i])
+                elif len(new_ids[i]) >= requests[i].max_new_tokens:
+                    outputs[i] = GenerationOutput(new_ids[i], "length", None, new_lps[i])
+                else:
+                    keep.append(row)
+            if not keep:
+                return outputs  # type: ignore[return-value]
+            if len(keep) < len(rows):  # finished sequences leave the batch and the cache
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+                tokens, mask, next_pos = tokens[index], mask[index], next_pos[index]
+                rows = [rows[r] for r in keep]
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=-1)
+            out = self.model(
+                input_ids=tokens[:, None],
+                attention_mask=mask,
+                position_ids=next_pos[:, None],
+                past_key_values=cache,
+                use_cache=True,
+            )
+            logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
