@@ -1,0 +1,38 @@
+"""Batch metrics of rollouts: the same figures for training steps and evaluation runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from research_rl.reward import score
+from research_rl.trajectory import FINISH_REASONS, Trajectory
+
+
+def batch_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
+    """Means over the batch (``reward_std`` is the population standard deviation) and, per finish
+    reason, the count of rollouts that ended that way. A rollout without a reward is scored here."""
+    n = len(trajectories)
+    out: dict[str, float] = {f"finish/{r}": 0.0 for r in FINISH_REASONS}
+    if n == 0:
+        names = ("reward_mean", "reward_std", "f1", "em", "valid_format")
+        return {**dict.fromkeys(names, 0.0), "searches_per_rollout": 0.0,
+                "model_tokens_per_rollout": 0.0, **out}
+    rewards = [
+        t.reward or score(t.text, t.golden_answers, truncated=t.truncated) for t in trajectories
+    ]
+    values = [r.value for r in rewards]
+    mean = sum(values) / n
+    out.update(
+        reward_mean=mean,
+        reward_std=math.sqrt(sum((v - mean) ** 2 for v in values) / n),
+        f1=sum(r.f1 for r in rewards) / n,
+        em=sum(r.em for r in rewards) / n,
+        valid_format=sum(r.valid_format for r in rewards) / n,
+        searches_per_rollout=sum(t.num_searches for t in trajectories) / n,
+        model_tokens_per_rollout=sum(t.num_model_tokens for t in trajectories) / n,
+    )
+    for t in trajectories:
+        if t.finish_reason in FINISH_REASONS:
+            out[f"finish/{t.finish_reason}"] += 1
+    return out

@@ -1,0 +1,44 @@
+"""Batch metrics over hand-made trajectories."""
+
+from __future__ import annotations
+
+import pytest
+
+from research_rl.metrics import batch_metrics
+from research_rl.trajectory import Trajectory
+
+GOOD = "<think>t</think><answer>\\boxed{Paris}</answer>"
+
+
+def traj(text, finish, searches=0, model_tokens=3, inserted=2):
+    return Trajectory(
+        question_id="q", question="?", golden_answers=["Paris"], sample_index=0, prompt_ids=[1],
+        completion_ids=[5] * (model_tokens + inserted), loss_mask=[1] * model_tokens + [0] * inserted,
+        text=text, num_searches=searches, finish_reason=finish,
+    )
+
+
+def test_batch_metrics():
+    trajs = [
+        traj(GOOD, "answer", searches=2),  # 1.0
+        traj(GOOD.replace("Paris", "Rome"), "answer"),  # 0.1
+        traj(GOOD, "length", model_tokens=5),  # truncated: 0
+        traj("no format", "max_searches", searches=3),  # 0
+    ]
+    m = batch_metrics(trajs)
+    assert m["reward_mean"] == pytest.approx(1.1 / 4)
+    mean = 1.1 / 4
+    std = ((1 - mean) ** 2 + (0.1 - mean) ** 2 + 2 * mean**2) / 4
+    assert m["reward_std"] == pytest.approx(std**0.5)
+    assert m["f1"] == pytest.approx(0.5) and m["em"] == pytest.approx(0.5)  # truncated still has F1
+    assert m["valid_format"] == pytest.approx(0.75)
+    assert m["searches_per_rollout"] == pytest.approx(5 / 4)
+    assert m["model_tokens_per_rollout"] == pytest.approx((3 + 3 + 5 + 3) / 4)
+    assert (m["finish/answer"], m["finish/eos"], m["finish/length"], m["finish/max_searches"]) == (
+        2, 0, 1, 1
+    )
+
+
+def test_empty_batch_has_every_key():
+    m = batch_metrics([])
+    assert set(m) == set(batch_metrics([traj(GOOD, "eos")])) and all(v == 0 for v in m.values())
