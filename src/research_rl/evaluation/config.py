@@ -1,0 +1,189 @@
+"""The ``research eval`` config: model and backend, retriever, datasets, methods, judge, outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from research_rl.config import StrictModel
+from research_rl.retrieval.config import RetrieverConfig
+from research_rl.rollout import RolloutConfig
+
+Method = Literal["research", "direct", "rag"]
+
+DEFAULT_JUDGE_PROMPT = """You are grading an answer to a question against the reference answers.
+The answer is correct when it means the same as one of the reference answers (other wording,
+aliases, abbreviations or extra detail that does not contradict it are fine); otherwise it is
+incorrect.
+
+Question: {question}
+Reference answers: {golden_answers}
+Answer to grade: {prediction}
+
+Reply with exactly one word: correct or incorrect."""
+
+# Baseline prompts. They ask for the same answer format as the ReSearch prompt, so one extraction
+# rule (the last \boxed{} of the answer) scores every method. {question} is the question; the RAG
+# prompts also have {passages}, the retrieved passages formatted as in a search result.
+DIRECT_BASE = """A conversation between User and Assistant. The user asks a question and the \
+assistant answers it from its own knowledge. The assistant first thinks about the reasoning \
+process inside <think> </think>, then gives the answer inside <answer> </answer>, with the exact \
+final answer in \\boxed{}, e.g. <answer> The capital is \\boxed{Paris}. </answer>.
+User: {question}
+Assistant:"""
+
+DIRECT_INSTRUCT = """Answer the question from your own knowledge. Think inside <think> </think>, \
+then give the answer inside <answer> </answer> with the exact final answer in \\boxed{}.
+
+Question: {question}"""
+
+RAG_BASE = """A conversation between User and Assistant. The user asks a question and the \
+assistant answers it using the documents given. The assistant first thinks about the reasoning \
+process inside <think> </think>, then gives the answer inside <answer> </answer>, with the exact \
+final answer in \\boxed{}, e.g. <answer> The capital is \\boxed{Paris}. </answer>.
+Documents:
+{passages}
+User: {question}
+Assistant:"""
+
+RAG_INSTRUCT = """Answer the question using the documents below. Think inside <think> </think>, \
+then give the answer inside <answer> </answer> with the exact final answer in \\boxed{}.
+
+Documents:
+{passages}
+
+Question: {question}"""
+
+
+class ModelSettings(StrictModel):
+    """The model under evaluation and the backend that runs it.
+
+    ``hf``: transformers in this process, questions in batches of ``batch_size``.
+    ``openai``: an OpenAI-compatible ``/v1/completions`` server (vLLM, SGLang, llama.cpp) at
+    ``url`` serving ``name``; ``path`` is then only the tokenizer (the same model's), used to turn
+    the rollout's token ids into prompt text and back. At most ``max_in_flight`` requests wait on
+    the server at once.
+    """
+
+    backend: Literal["hf", "openai"] = "hf"
+    path: str  # local directory or hub name: the model (hf) or its tokenizer (openai)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str | None = None  # hf: e.g. "cuda", "cpu"; None = cuda when available
+    batch_size: int = Field(8, ge=1)  # hf: questions per generation batch
+    url: str | None = None  # openai: the server's base URL, e.g. http://localhost:8000/v1
+    name: str | None = None  # openai: the served model name; None = the first of /v1/models
+    api_key_env: str | None = None  # openai: environment variable holding the API key, if any
+    max_in_flight: int = Field(32, ge=1)
+    timeout_s: float = Field(600.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+
+    @model_validator(mode="after")
+    def _server_needs_url(self) -> ModelSettings:
+        if self.backend == "openai" and not self.url:
+            raise ValueError("backend 'openai' needs 'url' (the server's base URL, .../v1)")
+        return self
+
+
+class SamplingSettings(StrictModel):
+    temperature: float = Field(0.0, ge=0)  # 0 = greedy, the paper's evaluation setting
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    seed: int | None = None
+
+
+class DatasetSettings(StrictModel):
+    name: str  # the name in tables and prediction files
+    path: str  # question JSONL (made by `research data prepare`)
+
+
+class PromptSettings(StrictModel):
+    """Prompts of the baselines; ``research`` uses the ``rollout`` section's template."""
+
+    direct_base: str = DIRECT_BASE
+    direct_instruct: str = DIRECT_INSTRUCT
+    rag_base: str = RAG_BASE
+    rag_instruct: str = RAG_INSTRUCT
+
+
+class JudgeSettings(StrictModel):
+    """LLM-as-judge over an OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+
+    url: str  # base URL, e.g. https://api.openai.com/v1 or http://localhost:8001/v1
+    model: str
+    api_key_env: str | None = None  # environment variable holding the API key, if any
+    prompt: str = DEFAULT_JUDGE_PROMPT  # with {question}, {golden_answers}, {prediction}
+    max_tokens: int = Field(8, ge=1)
+    max_in_flight: int = Field(8, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0)  # on timeouts, server errors and malformed replies
+    backoff_s: float = Field(1.0, ge=0)
+    cache: str | None = None  # JSONL verdict cache; None = <output_dir>/judge_cache.jsonl
+
+    @model_validator(mode="after")
+    def _prompt_slots(self) -> JudgeSettings:
+        missing = [s for s in ("{question}", "{golden_answers}", "{prediction}")
+                   if s not in self.prompt]
+        if missing:
+            raise ValueError(f"the judge prompt lacks the slot(s) {', '.join(missing)}")
+        return self
+
+
+class EvalConfig(StrictModel):
+    model: ModelSettings
+    datasets: list[DatasetSettings] = Field(min_length=1)
+    methods: list[Method] = Field(default_factory=lambda: ["research"], min_length=1)
+    retriever: RetrieverConfig | None = None  # needed by research and rag
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
+    judge: JudgeSettings | None = None
+    limit: int | None = Field(None, ge=1)  # the first N questions of each dataset
+    output_dir: str = "runs/eval"
+    # Questions per engine call between checkpoints of the predictions file (the resume unit);
+    # None: batch_size (hf) or 2 x max_in_flight (openai).
+    chunk_size: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _checks(self) -> EvalConfig:
+        if self.retriever is None and {"research", "rag"} & set(self.methods):
+            raise ValueError("methods 'research' and 'rag' need a 'retriever' section")
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset names must be unique, got {names}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods are listed twice: {self.methods}")
+        for key in ("rag_base", "rag_instruct"):
+            if "{passages}" not in getattr(self.prompts, key):
+                raise ValueError(f"prompts.{key} lacks the {{passages}} slot")
+        return self
+
+    @property
+    def effective_chunk_size(self) -> int:
+        if self.chunk_size is not None:
+            return self.chunk_size
+        if self.model.backend == "hf":
+            return self.model.batch_size
+        return 2 * self.model.max_in_flight
+
+
+def resolve_relative_paths(cfg: EvalConfig, base: Path) -> EvalConfig:
+    """Paths in a config file are relative to the working directory when they exist there, else to
+    the file's directory; a hub name (no such directory anywhere) is kept as written."""
+
+    def fix(value: str | None) -> str | None:
+        if value is None or Path(value).is_absolute() or Path(value).exists():
+            return value
+        candidate = base / value
+        return str(candidate) if candidate.exists() else value
+
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.path = fix(cfg.model.path) or cfg.model.path
+    for d in cfg.datasets:
+        d.path = fix(d.path) or d.path
+    cfg.rollout.template_path = fix(cfg.rollout.template_path)
+    cfg.rollout.system_prompt_path = fix(cfg.rollout.system_prompt_path)
+    if cfg.retriever is not None and cfg.retriever.index is not None:
+        cfg.retriever.index = fix(cfg.retriever.index)
+    return cfg

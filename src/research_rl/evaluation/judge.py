@@ -1,0 +1,194 @@
+"""LLM-as-judge: a correct/incorrect verdict from any OpenAI-compatible chat endpoint.
+
+The question, golden answers and prediction fill the configured prompt; the reply must be
+"correct" or "incorrect" (whole words, any case; a reply naming both or neither is malformed).
+Timeouts, connection failures, HTTP 429/5xx and malformed replies are retried with back-off; a
+question still without a verdict after the retries gets ``correct=None`` and the error, which the
+tables count (``judge_failed``) instead of scoring it as wrong. Verdicts are cached on disk by
+(model, prompt), so a rerun, or a second evaluation of the same predictions, asks nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from research_rl.evaluation.config import JudgeSettings
+
+_WORD = re.compile(r"[a-z]+")
+
+
+class JudgeError(RuntimeError):
+    """The judge endpoint refused a request in a way retrying cannot fix (e.g. HTTP 401/404)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    correct: bool | None  # None: no verdict after the retries
+    reply: str  # the judge's last reply (empty when none came)
+    error: str | None = None
+    cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"correct": self.correct, "reply": self.reply, "error": self.error}
+
+
+def parse_verdict(reply: str) -> bool | None:
+    """True for "correct", False for "incorrect" (also "not correct"), None when malformed."""
+    words = _WORD.findall(reply.lower())
+    says_incorrect = "incorrect" in words or any(
+        a == "not" and b == "correct" for a, b in zip(words, words[1:], strict=False)
+    )
+    says_correct = "correct" in words and not any(
+        a == "not" and b == "correct" for a, b in zip(words, words[1:], strict=False)
+    )
+    if says_incorrect == says_correct:  # both or neither
+        return None
+    return says_correct
+
+
+def _api_headers(api_key_env: str | None) -> dict[str, str]:
+    if not api_key_env:
+        return {}
+    key = os.environ.get(api_key_env)
+    if not key:
+        raise JudgeError(f"environment variable {api_key_env} (api_key_env) is not set")
+    return {"Authorization": f"Bearer {key}"}
+
+
+class VerdictCache:
+    """Verdicts on disk: one JSON line per judged prompt, appended as they come."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._entries: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            with self.path.open(encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        row = json.loads(line)
+                        self._entries[row["key"]] = row
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        continue  # a line cut short by an interrupted run: ask again
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._entries.get(key)
+
+    def put(self, key: str, correct: bool, reply: str) -> None:
+        row = {"key": key, "correct": correct, "reply": reply}
+        with self._lock:
+            self._entries[key] = row
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class Judge:
+    def __init__(
+        self, settings: JudgeSettings, cache_path: str | Path, client: Any = None
+    ) -> None:
+        import httpx
+
+        self.settings = settings
+        self.endpoint = settings.url.rstrip("/") + "/chat/completions"
+        self.cache = VerdictCache(cache_path)
+        self.client = client or httpx.Client(
+            timeout=settings.timeout_s, headers=_api_headers(settings.api_key_env)
+        )
+        self._sleep = time.sleep
+
+    def prompt(self, question: str, golden_answers: Sequence[str], prediction: str) -> str:
+        # Plain replacement, not str.format: predictions and prompts may hold braces.
+        return (
+            self.settings.prompt.replace("{question}", question)
+            .replace("{golden_answers}", " | ".join(golden_answers))
+            .replace("{prediction}", prediction)
+        )
+
+    def _key(self, prompt: str) -> str:
+        return hashlib.sha256(json.dumps([self.settings.model, prompt]).encode()).hexdigest()
+
+    def judge(self, question: str, golden_answers: Sequence[str], prediction: str | None) -> Verdict:
+        if prediction is None or not prediction.strip():
+            return Verdict(False, "", "no prediction to judge")
+        prompt = self.prompt(question, golden_answers, prediction)
+        key = self._key(prompt)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return Verdict(hit["correct"], hit["reply"], cached=True)
+        reply, error = "", "no attempt"
+        for attempt in range(self.settings.max_retries + 1):
+            if attempt:
+                self._sleep(self.settings.backoff_s * 2 ** (attempt - 1))
+            reply, error = self._ask(prompt)
+            if error is None:
+                correct = parse_verdict(reply)
+                if correct is not None:
+                    self.cache.put(key, correct, reply)
+                    return Verdict(correct, reply)
+                error = f"malformed judge reply {reply[:200]!r}"
+        return Verdict(None, reply, f"{error} (after {self.settings.max_retries + 1} attempts)")
+
+    def _ask(self, prompt: str) -> tuple[str, str | None]:
+        """One request: (reply, None), or ("", why) for a failure worth retrying."""
+        import httpx
+
+        payload = {
+            "model": self.settings.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": self.settings.max_tokens,
+            "temperature": 0.0,
+        }
+        try:
+            response = self.client.post(self.endpoint, json=payload)
+        except httpx.TimeoutException:
+            return "", f"{self.endpoint}: timed out after {self.settings.timeout_s}s"
+        except httpx.TransportError as err:
+            return "", f"{self.endpoint}: {type(err).__name__}: {err}"
+        if response.status_code == 429 or response.status_code >= 500:
+            return "", f"{self.endpoint}: HTTP {response.status_code}"
+        if response.status_code != 200:
+            raise JudgeError(f"{self.endpoint}: HTTP {response.status_code}: {response.text[:300]}")
+        try:
+            content = response.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return "", f"{self.endpoint}: malformed response {response.text[:200]!r}"
+        if not isinstance(content, str):
+            return "", f"{self.endpoint}: malformed response {response.text[:200]!r}"
+        return content.strip(), None
+
+    def judge_many(
+        self,
+        items: Sequence[tuple[str, Sequence[str], str | None]],
+        on_done: Callable[[int, Verdict], None] | None = None,
+    ) -> list[Verdict]:
+        """Judge ``(question, golden_answers, prediction)`` items, ``max_in_flight`` at a time;
+        ``on_done(index, verdict)`` is called as each finishes (for progress and checkpoints)."""
+        results: list[Verdict | None] = [None] * len(items)
+
+        def run(i: int) -> None:
+            verdict = self.judge(*items[i])
+            results[i] = verdict
+            if on_done is not None:
+                on_done(i, verdict)
+
+        with ThreadPoolExecutor(max_workers=self.settings.max_in_flight) as pool:
+            for future in [pool.submit(run, i) for i in range(len(items))]:
+                future.result()  # re-raise a JudgeError from any worker
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        self.client.close()
