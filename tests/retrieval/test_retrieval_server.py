@@ -1,0 +1,187 @@
+"""The HTTP service: both request shapes and their envelopes, field aliases, every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from research_rl.retrieval.config import ServerConfig
+from research_rl.retrieval.server import create_app
+
+QUERY = "Where was {} born?"
+
+
+@pytest.fixture(params=[True, False], ids=["coalesce", "direct"])
+def client(request, bm25):
+    with TestClient(create_app(bm25, ServerConfig(coalesce=request.param))) as c:
+        yield c
+
+
+def _expected(bm25, queries, k):
+    return [
+        [(h.passage.id, h.passage.contents, h.score) for h in row]
+        for row in bm25.search(queries, k)
+    ]
+
+
+def _names(world, n):
+    return [q for q, _ in world.queries[:n]]
+
+
+def test_retrieve_with_and_without_scores(client, bm25, world):
+    queries = _names(world, 3)
+    expected = _expected(bm25, queries, 4)
+    body = client.post(
+        "/retrieve", json={"queries": queries, "topk": 4, "return_scores": True}
+    ).json()
+    assert list(body) == ["result"]
+    got = [
+        [(h["document"]["id"], h["document"]["contents"], h["score"]) for h in row]
+        for row in body["result"]
+    ]
+    assert got == expected
+    assert all(type(h["score"]) is float for row in body["result"] for h in row)
+
+    body = client.post("/retrieve", json={"queries": queries, "topk": 4}).json()
+    assert body["result"] == [[{"id": i, "contents": c} for i, c, _ in row] for row in expected]
+
+
+def test_search_single_query(client, bm25, world):
+    (query,) = _names(world, 1)
+    (expected,) = _expected(bm25, [query], 3)
+    docs = client.post("/search", json={"query": query, "top_n": 3}).json()
+    assert docs == [{"id": i, "contents": c} for i, c, _ in expected]
+    docs, scores = client.post(
+        "/search", json={"query": query, "top_n": 3, "return_score": True}
+    ).json()
+    assert [d["id"] for d in docs] == [i for i, _, _ in expected]
+    assert scores == [s for _, _, s in expected]
+
+
+def test_batch_search(client, bm25, world):
+    queries = _names(world, 2)
+    expected = _expected(bm25, queries, 2)
+    lists = client.post("/batch_search", json={"query": queries, "top_n": 2}).json()
+    assert [[d["id"] for d in row] for row in lists] == [[i for i, _, _ in row] for row in expected]
+    lists, scores = client.post(
+        "/batch_search", json={"query": queries, "top_n": 2, "return_score": True}
+    ).json()
+    assert scores == [[s for _, _, s in row] for row in expected]
+    assert len(lists) == 2
+
+
+@pytest.mark.parametrize("qfield", ["query", "queries"])
+@pytest.mark.parametrize("kfield", ["topk", "top_k", "top_n", "k"])
+@pytest.mark.parametrize("sfield", ["return_scores", "return_score"])
+def test_every_spelling_on_every_endpoint(bm25, world, qfield, kfield, sfield):
+    (query,) = _names(world, 1)
+    expected_ids = [h.passage.id for h in bm25.search([query], 2)[0]]
+    with TestClient(create_app(bm25)) as c:
+        for as_list in (False, True):
+            q = [query] if as_list else query
+            body = {qfield: q, kfield: 2, sfield: True}
+            r = c.post("/retrieve", json=body).json()["result"]
+            assert [h["document"]["id"] for h in r[0]] == expected_ids
+            docs, scores = c.post("/search", json=body).json()
+            assert [d["id"] for d in docs] == expected_ids and len(scores) == 2
+            lists, scores = c.post("/batch_search", json=body).json()
+            assert [d["id"] for d in lists[0]] == expected_ids and len(scores[0]) == 2
+
+
+def test_defaults_and_equal_duplicate_spellings(bm25, world):
+    (query,) = _names(world, 1)
+    with TestClient(create_app(bm25, ServerConfig(default_topk=4))) as c:
+        r = c.post("/retrieve", json={"query": query}).json()["result"]
+        assert len(r[0]) == 4 and "document" not in r[0][0]  # no scores unless asked for
+        r = c.post("/retrieve", json={"query": query, "topk": 2, "k": 2}).json()["result"]
+        assert len(r[0]) == 2
+
+
+@pytest.mark.parametrize(
+    "body,status,message",
+    [
+        (b"", 400, "empty request body"),
+        (b"{not json", 400, "malformed JSON"),
+        (b"\xff\xfe", 400, "malformed JSON"),
+        (b"[1, 2]", 422, "expected a JSON object, got an array"),
+        (b"{}", 422, "missing field 'query'"),
+        (b'{"queries": ""}', 422, "'queries' is empty or whitespace-only"),
+        (b'{"queries": ["  \\n\\t "]}', 422, "'queries[0]' is empty or whitespace-only"),
+        (b'{"queries": []}', 422, "empty list"),
+        (b'{"queries": 5}', 422, "must be a string or a list of strings, got number 5"),
+        (b'{"queries": [7]}', 422, "'queries[0]' must be a string, got number 7"),
+        (b'{"query": null}', 422, "got null"),
+        (b'{"query": "a", "topk": 0}', 422, "'topk' must be between 1 and 50, got 0"),
+        (b'{"query": "a", "top_n": -3}', 422, "'top_n' must be between 1 and 50, got -3"),
+        (b'{"query": "a", "k": 51}', 422, "'k' must be between 1 and 50, got 51"),
+        (b'{"query": "a", "top_k": "5"}', 422, "'top_k' must be an integer, got string '5'"),
+        (b'{"query": "a", "topk": 2.5}', 422, "'topk' must be an integer, got number 2.5"),
+        (b'{"query": "a", "topk": true}', 422, "'topk' must be an integer, got boolean true"),
+        (b'{"query": "a", "return_scores": "yes"}', 422, "'return_scores' must be true or false"),
+        (b'{"query": "a", "return_score": 1}', 422, "'return_score' must be true or false"),
+        (
+            b'{"query": "a", "topk": 2, "top_n": 3}',
+            422,
+            "conflicting fields: 'topk' is 2 but 'top_n' is 3",
+        ),
+        (b'{"query": "a", "queries": ["b"]}', 422, "conflicting fields"),
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["/retrieve", "/search", "/batch_search"])
+def test_bad_input_is_a_4xx_with_a_message(client, world, endpoint, body, status, message):
+    r = client.post(endpoint, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status
+    assert message in r.json()["detail"]
+    # ... and the server keeps serving.
+    (query,) = _names(world, 1)
+    assert client.post(endpoint, json={"query": query, "topk": 1}).status_code == 200
+
+
+def test_limits_come_from_the_config(bm25):
+    cfg = ServerConfig(max_topk=3, max_queries=4, max_query_chars=20)
+    with TestClient(create_app(bm25, cfg)) as c:
+        r = c.post("/retrieve", json={"queries": ["born"] * 5})
+        assert r.status_code == 413 and "5 in one request, the maximum is 4" in r.json()["detail"]
+        r = c.post("/retrieve", json={"query": "born", "topk": 4})
+        assert r.status_code == 422 and "between 1 and 3" in r.json()["detail"]
+        r = c.post("/batch_search", json={"query": ["born", "x" * 21]})
+        assert r.status_code == 422
+        assert r.json()["detail"] == "'query[1]' is 21 characters long, the maximum is 20"
+        assert c.post("/retrieve", json={"queries": ["born"] * 4, "topk": 3}).status_code == 200
+
+
+def test_default_limits(client):
+    r = client.post("/retrieve", json={"queries": ["born"] * 1025})
+    assert r.status_code == 413 and "maximum is 1024" in r.json()["detail"]
+    r = client.post("/retrieve", json={"query": "born " * 1000})
+    assert r.status_code == 422 and "maximum is 4096" in r.json()["detail"]
+    assert (
+        client.post("/retrieve", json={"queries": ["born"] * 1024, "topk": 50}).status_code == 200
+    )
+
+
+def test_search_takes_one_query(client):
+    r = client.post("/search", json={"query": ["a", "b"]})
+    assert r.status_code == 422 and "use /batch_search or /retrieve" in r.json()["detail"]
+
+
+def test_unknown_route_and_wrong_method(client):
+    r = client.get("/nowhere")
+    assert r.status_code == 404 and "/retrieve" in r.json()["detail"]
+    r = client.get("/retrieve")
+    assert r.status_code == 405 and "GET is not allowed on /retrieve" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/health", "/healthz"])
+def test_health(client, world, path):
+    body = client.get(path).json()
+    assert body["status"] == "ok"
+    assert (body["kind"], body["num_docs"]) == ("bm25", len(world.queries))
+
+
+def test_query_without_known_terms_answers_empty_lists(client):
+    body = client.post("/retrieve", json={"queries": ["zzqx", "born"], "topk": 2}).json()
+    assert body["result"][0] == [] and len(body["result"][1]) == 2
+    assert json.loads(json.dumps(body)) == body
