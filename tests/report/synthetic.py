@@ -142,11 +142,17 @@ def write_training_run(root: Path, steps: int = 12, questions: int = 4, group: i
                                          hostile=(step, q, s) == (1, 0, 0), topk=topk, filler=filler)
                     rows.append({**row, "step": step})
             entry: dict[str, Any] = {"step": step, **step_metrics(rows)}
-            entry.update(kl=0.002 * step * (1 + 0.2 * rng.random()), entropy=1.9 - 1.2 * progress,
+            entry.update(epoch=step / steps, loss=0.01 * rng.random(),
+                         kl=0.002 * step * (1 + 0.2 * rng.random()), entropy=1.9 - 1.2 * progress,
                          clip_fraction=0.05 * rng.random(), learning_rate=1e-6)
-            if step % val_every == 0:
-                val = [trajectory_row(rng, world[i], f"v{i}", 0, progress) for i in range(len(world))]
+            if step % val_every == 0:  # greedy validation rollouts, kept under rollouts/val/
+                val = [{**trajectory_row(rng, world[i], f"v{i}", 0, progress), "step": step}
+                       for i in range(len(world))]
                 entry.update(step_metrics(val, prefix="val/"))
+                (root / "rollouts" / "val").mkdir(exist_ok=True)
+                with (root / "rollouts" / "val" / f"step_{step}.jsonl").open("w") as f:
+                    for row in val:
+                        f.write(json.dumps(row) + "\n")
             metrics.write(json.dumps(entry) + "\n")
             with (root / "rollouts" / f"step_{step}.jsonl").open("w") as f:
                 for row in rows:
@@ -154,19 +160,40 @@ def write_training_run(root: Path, steps: int = 12, questions: int = 4, group: i
     return root
 
 
+def prediction_row(traj: dict[str, Any], dataset: str, method: str, judged: bool) -> dict[str, Any]:
+    """A row as the evaluator writes it: scores beside the full trajectory."""
+    reward = traj["reward"]
+    row = {
+        "id": traj["question_id"], "dataset": dataset, "method": method,
+        "question": traj["question"], "golden_answers": traj["golden_answers"],
+        "prediction": None, "em": reward["em"], "f1": reward["f1"], "cover_em": reward["em"],
+        "num_searches": traj["num_searches"], "response_tokens": traj["num_model_tokens"],
+        "finish_reason": traj["finish_reason"], "valid_format": reward["valid_format"],
+        "reward": reward["value"], "trajectory": traj,
+    }
+    if judged:
+        row["judge"] = {"correct": reward["em"] == 1.0, "raw": "yes" if reward["em"] else "no"}
+    return row
+
+
 def write_eval_dir(root: Path, seed: int = 1, per_dataset: int = 6) -> Path:
-    """An evaluation output directory: predictions/<dataset>__<method>.jsonl and results.json."""
+    """An evaluation output directory: predictions/<dataset>__<method>.jsonl and results.json
+    ({"results": one row per dataset and method, "config": ...})."""
     rng = random.Random(seed)
     (root / "predictions").mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    table = []
     for dataset in ("synthetic_hop", "synthetic_bridge"):
         world = make_world(rng, per_dataset)
         for method, progress in (("naive", 0.0), ("research", 1.0)):
-            rows = [trajectory_row(rng, fact, f"{dataset}-{i}", 0, progress) for i, fact in enumerate(world)]
+            rows = [prediction_row(trajectory_row(rng, fact, f"{dataset}-{i}", 0, progress),
+                                   dataset, method, judged=method == "research")
+                    for i, fact in enumerate(world)]
             with (root / "predictions" / f"{dataset}__{method}.jsonl").open("w") as f:
                 for row in rows:
                     f.write(json.dumps(row) + "\n")
-            m = step_metrics(rows)
-            results.setdefault(dataset, {})[method] = {"em": m["em"], "f1": m["f1"], "n": len(rows)}
+            m = step_metrics([r["trajectory"] for r in rows])
+            table.append({"dataset": dataset, "method": method, "n": len(rows), "em": m["em"],
+                          "f1": m["f1"], "searches": m["searches_per_rollout"]})
+    results = {"results": table, "config": {"datasets": ["synthetic_hop", "synthetic_bridge"]}}
     (root / "results.json").write_text(json.dumps(results, indent=1))
     return root

@@ -23,10 +23,15 @@ def test_page_embeds_every_trajectory_segmented(tmp_path):
     result = build_report(run_dir, figures=False)
     page = result.html.read_text()
     data = _data(page)
-    rows = [json.loads(line) for f in sorted((run_dir / "rollouts").iterdir())
+    rows = [json.loads(line) for f in sorted((run_dir / "rollouts").glob("step_*.jsonl"))
             for line in f.read_text().splitlines()]
-    assert result.trajectories == len(rows) == len(data["trajectories"]) == 40
-    for t, row in zip(data["trajectories"], rows, strict=True):  # file order is kept
+    val_rows = [json.loads(line) for f in sorted((run_dir / "rollouts" / "val").glob("*.jsonl"))
+                for line in f.read_text().splitlines()]
+    assert len(rows) == 40 and len(val_rows) == 16
+    assert result.trajectories == len(data["trajectories"]) == len(rows) + len(val_rows)
+    kinds = [data["groups"][t["g"]]["kind"] for t in data["trajectories"]]
+    assert kinds == ["step"] * 40 + ["val"] * 16
+    for t, row in zip(data["trajectories"], rows + val_rows, strict=True):  # file order is kept
         assert data["groups"][t["g"]]["step"] == row["step"]
         assert (t["q"], t["i"], t["a"]) == (row["question"], row["sample_index"], row["golden_answers"])
         assert (t["r"], t["ns"], t["fin"]) == (row["reward"]["value"], row["num_searches"],
@@ -78,10 +83,19 @@ def test_evaluation_only_dir_has_tables_and_no_figures(tmp_path):
     result = build_report(write_eval_dir(tmp_path / "eval"))
     data = _data(result.html.read_text())
     assert result.figures == [] and data["charts"] == []
-    (table,) = data["tables"]
-    assert table["columns"] == ["level 1", "level 2", "em", "f1", "n"]
+    (table,) = data["tables"]  # the results rows, not the config beside them
+    assert table["columns"] == ["dataset", "method", "n", "em", "f1", "searches"]
     assert {(r[0], r[1]) for r in table["rows"]} == {
         (d, m) for d in ("synthetic_hop", "synthetic_bridge") for m in ("naive", "research")}
+    # Prediction rows show their trajectory and, beside it, the evaluator's scores.
+    first = json.loads((tmp_path / "eval" / "predictions" / "synthetic_bridge__naive.jsonl")
+                       .read_text().splitlines()[0])
+    t = data["trajectories"][0]
+    assert t["q"] == first["question"] and t["r"] == first["trajectory"]["reward"]["value"]
+    assert t["x"] == {"prediction": None, "em": first["em"], "f1": first["f1"],
+                      "cover_em": first["cover_em"]}
+    judged = next(t for t in data["trajectories"] if "judge correct" in t["x"])
+    assert judged["x"]["judge raw"] in ("yes", "no")
 
 
 def test_tables_from_nested_and_listed_results():

@@ -17,8 +17,10 @@ def test_training_run_metrics_and_rollouts(tmp_path):
     run = read_run(run_dir)
     assert [m["step"] for m in run.metrics] == [1, 2, 3, 4, 5, 6]
     assert "val/reward_mean" in run.metrics[2] and "val/reward_mean" not in run.metrics[1]
-    assert [g.step for g in run.groups] == [1, 2, 3, 4, 5, 6]
-    assert all(g.kind == "step" and len(g.rows) == 10 for g in run.groups)
+    assert [(g.kind, g.step) for g in run.groups] == [
+        *[("step", s) for s in range(1, 7)], ("val", 3), ("val", 6)]
+    assert all(len(g.rows) == 10 for g in run.groups if g.kind == "step")
+    assert run.groups[-1].label == "validation step 6" and len(run.groups[-1].rows) == 8
     raw = json.loads((run_dir / "rollouts" / "step_4.jsonl").read_text().splitlines()[3])
     row = run.groups[3].rows[3]
     assert row["text"] == raw["text"] and row["reward"]["value"] == raw["reward"]["value"]
@@ -85,18 +87,32 @@ def test_evaluation_dir(tmp_path):
     assert labels == ["eval synthetic_bridge / naive", "eval synthetic_bridge / research",
                       "eval synthetic_hop / naive", "eval synthetic_hop / research"]
     assert all(g.kind == "eval" and len(g.rows) == 6 for g in run.groups)
-    assert set(run.eval_results["results.json"]) == {"synthetic_hop", "synthetic_bridge"}
+    assert {r["dataset"] for r in run.eval_results["results.json"]["results"]} == {
+        "synthetic_hop", "synthetic_bridge"}
+    row = run.groups[0].rows[0]  # an evaluator row: the trajectory nested, scores beside it
+    raw = json.loads((tmp_path / "eval" / "predictions" / "synthetic_bridge__naive.jsonl")
+                     .read_text().splitlines()[0])
+    assert row["text"] == raw["trajectory"]["text"] and row["question_id"] == raw["id"]
+    assert row["reward"]["reason"] == raw["trajectory"]["reward"]["reason"]
+    assert row["extras"]["f1"] == raw["f1"] and "judge correct" not in row["extras"]
+
+
+def test_prediction_rows_without_a_nested_trajectory_still_read():
+    row = normalise_row({"id": "q7", "question": "q", "reward": 0.4, "judge": {"correct": True},
+                         "trajectory": None, "text": "<answer>x</answer>"})
+    assert row["question_id"] == "q7" and row["reward"]["value"] == 0.4
+    assert row["text"] == "<answer>x</answer>" and row["extras"] == {}
 
 
 def test_demo_dir_with_training_and_evaluation_side_by_side(tmp_path):
-    write_training_run(tmp_path / "train", steps=2, questions=1)
+    write_training_run(tmp_path / "train", steps=2, questions=1, val_every=2)
     write_eval_dir(tmp_path / "eval")
     (tmp_path / "summary.json").write_text(json.dumps({"before": {"f1": 0.1}, "after": {"f1": 0.7}}))
     run = read_run(tmp_path)
     assert len(run.metrics) == 2
     assert [g.label for g in run.groups][:2] == ["eval: eval synthetic_bridge / naive",
                                                  "eval: eval synthetic_bridge / research"]
-    assert "train: step 1" in [g.label for g in run.groups]
+    assert {"train: step 1", "train: validation step 2"} <= {g.label for g in run.groups}
     assert set(run.eval_results) == {"eval/results.json"}
     assert run.summaries == {"summary.json": {"before": {"f1": 0.1}, "after": {"f1": 0.7}}}
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 VAL_PREFIX = "val/"
+NOT_PLOTTED = frozenset({"step", "epoch"})  # bookkeeping, not a figure of the run
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def numeric_keys(metrics: list[dict[str, Any]]) -> list[str]:
     seen: dict[str, None] = {}
     for row in metrics:
         for k, v in row.items():
-            if k != "step" and _finite(v) is not None:
+            if k not in NOT_PLOTTED and _finite(v) is not None:
                 seen.setdefault(k, None)
     return list(seen)
 

@@ -109,6 +109,7 @@ def _trajectory_json(row: dict[str, Any], group: int, flags: Behaviours) -> dict
         "fl": bits,
         "ev": list(flags.evidence),
         "s": segs,
+        "x": {k: _cell(v) for k, v in row["extras"].items()},
     }
 
 
@@ -146,6 +147,10 @@ def build_payload(run: RunData) -> Payload:
     behaviours = behaviour_chart(counts)
     tables = []
     for rel, obj in run.eval_results.items():
+        # The evaluator's results.json: {"results": [rows], "config": {...}}; the config is not a
+        # result. Any other shape is tabled as it is.
+        if isinstance(obj, dict) and isinstance(obj.get("results"), list):
+            obj = obj["results"]
         tables += tables_from(obj, f"Evaluation results ({rel})")
     for rel, obj in run.summaries.items():
         tables += tables_from(obj, f"Summary ({rel})")

@@ -29,7 +29,7 @@ class RolloutGroup:
 
     key: str  # unique id, e.g. "step 12" or "eval nq__research"
     label: str  # what the user picks in the browser
-    kind: str  # "step" (training rollouts) or "eval" (evaluation predictions)
+    kind: str  # "step" (training rollouts), "val" (validation rollouts) or "eval" (predictions)
     source: Path
     step: int | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -124,13 +124,37 @@ def _number(value: Any, default: float | None = None) -> float | None:
     return default
 
 
+# Evaluation rows carry these beside the trajectory (docs/contracts.md, evaluation output).
+EVAL_EXTRAS = ("prediction", "em", "f1", "cover_em", "judge")
+
+
+def _scalar_extras(obj: dict[str, Any]) -> dict[str, Any]:
+    extras: dict[str, Any] = {}
+    for key in EVAL_EXTRAS:
+        value = obj.get(key)
+        if isinstance(value, dict):  # the judge's verdict: {"correct": ..., ...}
+            for k, v in value.items():
+                if v is None or isinstance(v, (str, int, float, bool)):
+                    extras[f"{key} {k}"] = v
+        elif key in obj and (value is None or isinstance(value, (str, int, float, bool))):
+            extras[key] = value
+    return extras
+
+
 def normalise_row(obj: dict[str, Any]) -> dict[str, Any]:
     """A trajectory row with the fields the report reads, coerced to their types; missing fields
-    get neutral defaults (an evaluation of an older version may lack some)."""
-    reward = obj.get("reward") if isinstance(obj.get("reward"), dict) else {}
+    get neutral defaults (an evaluation of an older version may lack some). An evaluation
+    prediction row holds its trajectory under ``trajectory`` and its scores beside it."""
+    extras: dict[str, Any] = {}
+    if isinstance(obj.get("trajectory"), dict):
+        extras = _scalar_extras(obj)
+        obj = {**{k: v for k, v in obj.items() if k != "trajectory"}, **obj["trajectory"]}
+    reward = obj.get("reward")
+    if not isinstance(reward, dict):  # a bare number: the reward value alone
+        reward = {"value": reward}
     text = obj.get("text")
     return {
-        "question_id": str(obj.get("question_id", "")),
+        "question_id": str(obj.get("question_id", obj.get("id", ""))),
         "question": str(obj.get("question") or ""),
         "golden_answers": _text_list(obj.get("golden_answers")),
         "sample_index": _as_step(obj.get("sample_index")) or 0,
@@ -149,11 +173,21 @@ def normalise_row(obj: dict[str, Any]) -> dict[str, Any]:
             "reason": str(reward.get("reason") or ""),
         },
         "step": _as_step(obj.get("step")),
+        "extras": extras,
     }
 
 
 def read_rollouts(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     return [normalise_row(obj) for _, obj in iter_jsonl(path, problems)]
+
+
+def _step_files(folder: Path) -> list[tuple[int, Path]]:
+    """``step_N.jsonl`` files in ``folder``, by N (numerically: step_10 after step_9)."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), f) for f in folder.iterdir()
+             if (m := _STEP_FILE.match(f.name)) and f.is_file()]
+    return sorted(found)
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -184,20 +218,17 @@ def read_run(path: str | Path) -> RunData:
         metrics_file = d / "metrics.jsonl"
         if metrics_file.is_file() and not run.metrics:  # the first (top-most) training log wins
             run.metrics = read_metrics(metrics_file, run.problems)
-        rollouts = d / "rollouts"
-        if rollouts.is_dir():
-            steps = []
-            for f in rollouts.iterdir():
-                m = _STEP_FILE.match(f.name)
-                if m and f.is_file():
-                    steps.append((int(m.group(1)), f))
-            for step, f in sorted(steps):
+        # Training rollouts, then the validation rollouts the trainer keeps under rollouts/val/.
+        for folder, kind, name in ((d / "rollouts", "step", "step"),
+                                   (d / "rollouts" / "val", "val", "validation step")):
+            for step, f in _step_files(folder):
                 rows = read_rollouts(f, run.problems)
                 for row in rows:
                     row["step"] = step if row["step"] is None else row["step"]
-                run.groups.append(RolloutGroup(
-                    key=f"{prefix}/step {step}" if prefix else f"step {step}",
-                    label=f"{tag}step {step}", kind="step", source=f, step=step, rows=rows))
+                label = f"{tag}{name} {step}"
+                run.groups.append(RolloutGroup(key=f"{prefix}/{label}" if prefix else label,
+                                               label=label, kind=kind, source=f, step=step,
+                                               rows=rows))
         predictions = d / "predictions"
         if predictions.is_dir():
             for f in sorted(predictions.glob("*.jsonl")):

@@ -280,7 +280,7 @@
         const rw = el("span", { class: "badge rw" }, t.r === null ? "–" : t.r.toFixed(2)); rw.style.background = rewardColour(t.r);
         row.appendChild(rw);
         const g = D.groups[t.g];
-        row.appendChild(el("span", { class: "k" }, (g.step !== null ? "step " + g.step : g.label.replace(/^.*eval /, "")) + " #" + t.i));
+        row.appendChild(el("span", { class: "k" }, (g.kind === "step" ? "step " + g.step : g.kind === "val" ? "val " + g.step : g.label.replace(/^.*eval /, "")) + " #" + t.i));
         row.appendChild(el("span", { class: "q" }, t.q));
         row.appendChild(el("span", { class: "badge" }, t.ns + " search" + (t.ns === 1 ? "" : "es")));
         row.appendChild(el("span", { class: "badge" }, t.fin));
@@ -331,6 +331,7 @@
       add("searches", String(t.ns));
       if (t.nt !== null) add("model tokens", String(t.nt));
       if (t.ev.length) add("flagged", t.ev.join("; "));
+      for (const [k, v] of Object.entries(t.x || {})) add(k, fmt(v));
       detail.appendChild(dl);
       for (const [code, content, closed] of t.s) {
         const box = el("div", { class: `seg seg-${code}` + (closed === 0 ? " open" : "") });
