@@ -1,0 +1,255 @@
+"""The OpenAI-compatible completions backend and the LLM judge against a local endpoint that this
+test starts on 127.0.0.1: completions follow a script, chat replies are judge verdicts (some
+malformed, some too slow)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from research_rl.backends.base import GenerationRequest, SamplingParams
+from research_rl.config import validate_config
+from research_rl.evaluation.config import EvalConfig, JudgeSettings
+from research_rl.evaluation.judge import Judge, parse_verdict
+from research_rl.evaluation.openai_backend import (
+    OpenAICompletionsBackend,
+    ServerBackendError,
+    infer_stop,
+)
+from research_rl.evaluation.runner import open_evaluation
+
+SCRIPTS = {  # question -> the model's text per turn (stop strings included, as a model writes)
+    "In which country was Tepu Suno born?": [
+        "<think> Find the city. </think> <search> Tepu Suno born </search> ignored",
+        "<think> Suzeton is in Nokate. </think> <answer> \\boxed{Nokate} </answer>",
+    ],
+    "In which country was Tesu Rivi born?": [
+        "<think> I guess. </think> <answer> \\boxed{Elnobo Republic} </answer>",
+    ],
+    "Where was Tepu Suno born?": ["<think> No idea. </think> I give up."],  # ends with EOS
+}
+
+
+class FakeServer:
+    """Scripted /v1/completions and judge /v1/chat/completions, recording every request."""
+
+    def __init__(self) -> None:
+        self.completions: list[dict] = []
+        self.chats: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.report_stop = True  # vLLM's stop_reason; False: a server that says nothing
+        self.delay_s = 0.0
+        self.app = FastAPI()
+        self.app.get("/v1/models")(self.models)
+        self.app.post("/v1/completions")(self.complete)
+        self.app.post("/v1/chat/completions")(self.chat)
+
+    async def models(self):
+        return {"object": "list", "data": [{"id": "tiny-served", "object": "model"}]}
+
+    async def complete(self, request: Request):
+        body = await request.json()
+        self.completions.append(body)
+        if body["model"] != "tiny-served":
+            return JSONResponse({"error": f"model {body['model']} not found"}, status_code=404)
+        prompt = body["prompt"]
+        if "SLOW" in prompt:
+            await asyncio.sleep(1)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        await asyncio.sleep(self.delay_s)
+        self.in_flight -= 1
+        question = next(q for q in SCRIPTS if q in prompt)
+        turn = prompt.split("Assistant:")[-1].count("<result>")
+        text = SCRIPTS[question][turn]
+        cut = [(text.index(s), s) for s in body["stop"] if s in text]
+        finish, stop_reason = "stop", None
+        if cut:
+            at, stop_reason = min(cut)
+            text = text[:at]  # servers drop the stop string from the text
+        if len(text) > 4 * body["max_tokens"]:  # a crude budget: about four characters a token
+            text, finish, stop_reason = text[: 4 * body["max_tokens"]], "length", None
+        choice = {"index": 0, "text": text, "finish_reason": finish}
+        if self.report_stop:
+            choice["stop_reason"] = stop_reason
+        return {"id": "cmpl-1", "object": "text_completion", "model": body["model"],
+                "choices": [choice]}
+
+    async def chat(self, request: Request):
+        body = await request.json()
+        prompt = body["messages"][-1]["content"]
+        self.chats.append(prompt)
+        prediction = prompt.split("Answer to grade:")[1].split("\n")[0].strip()
+        golden = prompt.split("Reference answers:")[1].split("\n")[0].strip()
+        asked = sum(prediction in p.split("Answer to grade:")[1] for p in self.chats)
+        if prediction == "slow":
+            await asyncio.sleep(1)
+            reply = "correct"
+        elif prediction == "garbled":
+            reply = "Hmm, it could go either way."
+        elif prediction == "flaky":
+            reply = "correct or incorrect, hard to say" if asked == 1 else "correct"
+        elif prediction == "broken":
+            return {"choices": []}
+        else:
+            reply = "Correct." if prediction.split()[0] in golden else "incorrect"
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]}
+
+
+@pytest.fixture(scope="module")
+def server():
+    fake = FakeServer()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(fake.app, log_level="warning", timeout_graceful_shutdown=1)
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline, "the local endpoint did not start"
+        time.sleep(0.02)
+    fake.url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    yield fake
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def reset(server):
+    server.completions.clear()
+    server.chats.clear()
+    server.max_in_flight = 0
+    server.report_stop = True
+    server.delay_s = 0.0
+
+
+def test_research_loop_through_the_server_with_judge(server, world, make_config, tmp_path):
+    server.delay_s = 0.2  # long enough for concurrent requests to overlap on the server
+    raw = make_config(
+        tmp_path / "out",
+        model={"backend": "openai", "path": str(world["model"]), "url": server.url,
+               "max_in_flight": 2},
+        methods=["research"],
+        judge={"url": server.url, "model": "judge", "cache": str(tmp_path / "verdicts.jsonl")},
+    )
+    evaluation = open_evaluation(validate_config(raw, EvalConfig), progress=False)
+    [row] = evaluation.run()
+    rows = {r["id"]: r for r in map(json.loads, (
+        tmp_path / "out" / "predictions" / "tiny__research.jsonl").read_text().splitlines())}
+
+    q1 = rows["q1"]
+    assert (q1["prediction"], q1["em"], q1["num_searches"]) == ("Nokate", 1.0, 1)
+    assert q1["finish_reason"] == "answer" and q1["valid_format"]
+    # The second turn's prompt is the first turn's text, stop string restored, plus the result.
+    second = [c["prompt"] for c in server.completions if "<result>" in c["prompt"]]
+    assert len(second) == 1
+    assert "<search> Tepu Suno born </search>\n<result>\nDoc 1 (Title: Tepu Suno)" in second[0]
+    assert all(c["stop"] == ["</search>", "</answer>"] for c in server.completions)
+    assert server.max_in_flight == 2  # bounded, and actually concurrent
+
+    q2 = rows["q2"]  # "Elnobo Republic" vs "Elnobo": not EM, covered, judged correct
+    assert (q2["em"], q2["cover_em"], q2["judge"]["correct"]) == (0.0, 1.0, True)
+    q3 = rows["q3"]  # no \boxed{}: nothing to judge, no judge request
+    assert q3["finish_reason"] == "eos" and q3["prediction"] is None
+    assert q3["judge"] == {"correct": False, "reply": "", "error": "no prediction to judge"}
+    assert len(server.chats) == 2
+    assert row["judge"] == pytest.approx(2 / 3) and row["judge_failed"] == 0
+    assert row["em"] == pytest.approx(1 / 3) and row["cover_em"] == pytest.approx(2 / 3)
+
+
+def test_stop_string_inferred_when_the_server_does_not_say(server, tokenizer):
+    server.report_stop = False
+    backend = OpenAICompletionsBackend(server.url, tokenizer, max_in_flight=2)
+    prompts = [f"Question: {q}\nAssistant:" for q in SCRIPTS]
+    requests = [GenerationRequest(tokenizer.encode(p), 200, ["</search>", "</answer>"])
+                for p in prompts]
+    search, answer, eos = backend.generate(requests, SamplingParams(temperature=0))
+    assert (search.finish_reason, search.stop_string) == ("stop", "</search>")
+    assert tokenizer.decode(search.token_ids).endswith("<search> Tepu Suno born </search>")
+    assert (answer.finish_reason, answer.stop_string) == ("stop", "</answer>")
+    assert eos.finish_reason == "eos" and eos.token_ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(eos.token_ids[:-1]) == SCRIPTS["Where was Tepu Suno born?"][0]
+    assert server.completions[0]["model"] == "tiny-served"  # from /v1/models
+
+    short = backend.generate([GenerationRequest(requests[0].prompt_ids, 3, ["</search>"])],
+                             SamplingParams(temperature=0))[0]
+    assert short.finish_reason == "length" and len(short.token_ids) <= 3
+
+
+def test_infer_stop_rules():
+    stops = ["</search>", "</answer>"]
+    assert infer_stop("x", stops, {"stop_reason": "</answer>"}) == "</answer>"
+    assert infer_stop("<search> q", stops, {"stop_reason": None}) == "</search>"
+    assert infer_stop("<answer> a", stops, {"matched_stop": 151643}) is None  # an EOS token id
+    assert infer_stop("<answer> a </answer>", stops, {}) == "</answer>"
+    assert infer_stop("<search> q </search> <answer> a", stops, {}) == "</answer>"
+    assert infer_stop("plain text", stops, {}) is None
+
+
+def test_server_timeouts_are_retried_then_reported(server, tokenizer):
+    backend = OpenAICompletionsBackend(server.url, tokenizer, model="tiny-served",
+                                       timeout_s=0.3, max_retries=1, backoff_s=0.0)
+    request = GenerationRequest(tokenizer.encode("SLOW Where was Tepu Suno born?"), 20, [])
+    with pytest.raises(ServerBackendError, match=r"/v1/completions: timed out after 0.3s "
+                                                 r"\(after 2 attempts\)"):
+        backend.generate([request], SamplingParams(temperature=0))
+    assert len(server.completions) == 2
+
+
+def test_client_errors_are_not_retried(server, tokenizer):
+    backend = OpenAICompletionsBackend(server.url, tokenizer, model="not-served", max_retries=3)
+    request = GenerationRequest(tokenizer.encode("Where was Tepu Suno born?"), 20, [])
+    with pytest.raises(ServerBackendError, match="HTTP 404.*not-served not found"):
+        backend.generate([request], SamplingParams(temperature=0))
+    assert len(server.completions) == 1
+
+
+def judge_settings(server, tmp_path, **kw) -> JudgeSettings:
+    return JudgeSettings(url=server.url, model="judge", backoff_s=0.0,
+                         cache=str(tmp_path / "cache.jsonl"), **kw)
+
+
+def test_judge_retries_malformed_replies_and_caches_verdicts(server, tmp_path):
+    settings = judge_settings(server, tmp_path, max_retries=2)
+    judge = Judge(settings, settings.cache)
+    items = [("Capital of France?", ["Paris"], "Paris"), ("Capital of Spain?", ["Madrid"], "Rome"),
+             ("Q?", ["a"], "flaky"), ("Q?", ["a"], "garbled"), ("Q?", ["a"], "broken")]
+    paris, rome, flaky, garbled, broken = judge.judge_many(items)
+    assert (paris.correct, paris.reply) == (True, "Correct.")
+    assert rome.correct is False
+    assert flaky.correct is True  # a malformed first reply, then a clean one
+    assert garbled.correct is None and "malformed judge reply" in garbled.error
+    assert "(after 3 attempts)" in garbled.error
+    assert broken.correct is None and "malformed response" in broken.error
+    assert len(server.chats) == 1 + 1 + 2 + 3 + 3
+
+    server.chats.clear()
+    again = Judge(settings, settings.cache).judge_many(items)
+    assert [v.correct for v in again] == [True, False, True, None, None]
+    assert [v.cached for v in again] == [True, True, True, False, False]
+    assert len(server.chats) == 3 + 3  # only the unresolved "garbled" and "broken" again
+
+
+def test_judge_timeouts_give_no_verdict(server, tmp_path):
+    settings = judge_settings(server, tmp_path, timeout_s=0.3, max_retries=1)
+    verdict = Judge(settings, settings.cache).judge("Q?", ["a"], "slow")
+    assert verdict.correct is None
+    assert "timed out after 0.3s" in verdict.error and "(after 2 attempts)" in verdict.error
+
+
+def test_parse_verdict():
+    assert parse_verdict("Correct") is True
+    assert parse_verdict("**incorrect**") is False
+    assert parse_verdict("The answer is not correct.") is False
+    assert parse_verdict("correct / incorrect") is None
+    assert parse_verdict("") is None
