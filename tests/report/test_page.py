@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from research_rl.cli import app
 from research_rl.report import build_report
 from research_rl.report.html import embed_json
-from research_rl.report.payload import tables_from
+from research_rl.report.payload import allocate, tables_from
 
 _DATA = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 
@@ -126,3 +126,24 @@ def test_cli_errors_name_the_bad_input(tmp_path):
     assert missing.exit_code == 2 and "error:" in missing.stderr and "nope" in missing.stderr
     empty = runner.invoke(app, ["report", str(tmp_path)])
     assert empty.exit_code == 2 and "nothing to report" in empty.stderr
+
+
+def test_allocate_shares_the_limit_fairly():
+    assert allocate([10, 10, 10], None) == [10, 10, 10]
+    assert allocate([10, 10, 10], 30) == [10, 10, 10]
+    assert allocate([10, 10, 10], 15) == [5, 5, 5]
+    assert allocate([2, 50, 30], 40) == [2, 19, 19]  # the small group's leftover goes on
+    assert allocate([3, 4], 0) == [0, 0]
+
+
+def test_capped_report_embeds_fewer_rows_but_counts_behaviours_on_all(tmp_path):
+    run_dir = write_training_run(tmp_path / "run", steps=4, questions=2, val_every=10)
+    full = _data(build_report(run_dir, out=tmp_path / "full.html", figures=False).html.read_text())
+    capped = build_report(run_dir, out=tmp_path / "cap.html", figures=False, max_trajectories=12)
+    data = _data(capped.html.read_text())
+    assert (capped.trajectories, capped.total_trajectories) == (12, 40)
+    assert [(g["count"], g["total"]) for g in data["groups"]] == [(3, 10)] * 4
+    assert data["behaviours"] == full["behaviours"] and data["behaviours"][0]["rollouts"] == 10
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--no-figures",
+                                      "--max-trajectories", "12"])
+    assert "(4 steps, 12 trajectories of 40: raise --max-trajectories" in result.stdout

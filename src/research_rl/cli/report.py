@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from research_rl.cli.errors import user_errors
+from research_rl.report.build import DEFAULT_MAX_TRAJECTORIES  # light: no matplotlib until used
 
 
 @user_errors
@@ -24,18 +25,26 @@ def report(
     figures_dir: Annotated[
         Path | None, typer.Option(help="Where the PNGs go [default: RUN_DIR/figures].")
     ] = None,
+    max_trajectories: Annotated[
+        int,
+        typer.Option(min=0, help="Embed at most this many rollouts, shared fairly between steps "
+                     "and evaluation files (0: all). Behaviour counts always use every rollout."),
+    ] = DEFAULT_MAX_TRAJECTORIES,
 ) -> None:
     """Write one self-contained HTML page (curves, evaluation tables, a trajectory browser and
     flagged behaviours; viewing it needs no network) and the curves as PNG files."""
     from research_rl.report import RunDirError, build_report
 
     try:
-        result = build_report(run_dir, out, figures_dir, figures)
+        result = build_report(run_dir, out, figures_dir, figures, max_trajectories or None)
     except RunDirError as err:  # not among user_errors' types: reported the same way
         print(f"error: {err}", file=sys.stderr)
         raise typer.Exit(2) from None
     for problem in result.problems:
         print(f"warning: skipped {problem}", file=sys.stderr)
-    print(f"wrote {result.html} ({result.steps} steps, {result.trajectories} trajectories)")
+    shown = f"{result.trajectories} trajectories"
+    if result.trajectories < result.total_trajectories:
+        shown += f" of {result.total_trajectories}: raise --max-trajectories to embed more"
+    print(f"wrote {result.html} ({result.steps} steps, {shown})")
     if result.figures:
         print(f"wrote {len(result.figures)} figures to {result.figures[0].parent}")

@@ -15,17 +15,23 @@ from research_rl.report.rundir import read_run
 class ReportResult:
     html: Path
     figures: list[Path] = field(default_factory=list)
-    trajectories: int = 0
+    trajectories: int = 0  # embedded in the page
+    total_trajectories: int = 0  # read from the run
     steps: int = 0
     problems: list[str] = field(default_factory=list)
 
 
+DEFAULT_MAX_TRAJECTORIES = 20_000  # a page of about 60 MB with realistic passages
+
+
 def build_report(run_dir: str | Path, out: str | Path | None = None,
-                 figures_dir: str | Path | None = None, figures: bool = True) -> ReportResult:
+                 figures_dir: str | Path | None = None, figures: bool = True,
+                 max_trajectories: int | None = DEFAULT_MAX_TRAJECTORIES) -> ReportResult:
     """Write ``out`` (default ``RUN_DIR/report.html``) and, unless ``figures`` is False, the PNGs
-    into ``figures_dir`` (default ``RUN_DIR/figures``)."""
+    into ``figures_dir`` (default ``RUN_DIR/figures``). At most ``max_trajectories`` rollouts are
+    embedded (None: all), shared fairly between steps and evaluation files."""
     run = read_run(run_dir)
-    payload = build_payload(run)
+    payload = build_payload(run, max_trajectories)
     out_path = Path(out) if out is not None else run.path / "report.html"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(render_html(payload.data), encoding="utf-8")
@@ -34,5 +40,5 @@ def build_report(run_dir: str | Path, out: str | Path | None = None,
         fig_dir = Path(figures_dir) if figures_dir is not None else run.path / "figures"
         # The issue's curves only: the page has the rest, and each PNG costs matplotlib time.
         written = write_figures(payload.main_charts, payload.behaviours, fig_dir)
-    return ReportResult(out_path, written, len(payload.data["trajectories"]), len(run.metrics),
-                        run.problems)
+    return ReportResult(out_path, written, len(payload.data["trajectories"]),
+                        payload.data["total_trajectories"], len(run.metrics), run.problems)

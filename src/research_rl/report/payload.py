@@ -130,19 +130,38 @@ class Payload:
     behaviours: Chart | None
 
 
-def build_payload(run: RunData) -> Payload:
+def allocate(sizes: list[int], limit: int | None) -> list[int]:
+    """How many rows of each group to embed so the total stays within ``limit``: a fair share
+    each, what small groups leave over going to the larger ones."""
+    if limit is None or sum(sizes) <= limit:
+        return list(sizes)
+    keep = [0] * len(sizes)
+    left, open_groups = limit, sorted(range(len(sizes)), key=lambda i: sizes[i])
+    while open_groups:
+        share = left // len(open_groups)
+        i = open_groups.pop(0)
+        keep[i] = min(sizes[i], share)
+        left -= keep[i]
+    return keep
+
+
+def build_payload(run: RunData, max_trajectories: int | None = None) -> Payload:
+    """The page's data. With ``max_trajectories``, each group embeds only its first rows (the
+    trainer writes whole question groups first); behaviour counts still use every row."""
     main, other = charts(run.metrics)
     trajectories = []
     flags_by_step: dict[int, list[Behaviours]] = {}
     groups = []
+    keep = allocate([len(g.rows) for g in run.groups], max_trajectories)
     for gi, group in enumerate(run.groups):
         groups.append({"key": group.key, "label": group.label, "kind": group.kind,
-                       "step": group.step, "count": len(group.rows)})
-        for row in group.rows:
+                       "step": group.step, "count": keep[gi], "total": len(group.rows)})
+        for ri, row in enumerate(group.rows):
             flags = flag(row["text"], row["golden_answers"])
             if group.kind == "step" and group.step is not None:
                 flags_by_step.setdefault(group.step, []).append(flags)
-            trajectories.append(_trajectory_json(row, gi, flags))
+            if ri < keep[gi]:
+                trajectories.append(_trajectory_json(row, gi, flags))
     counts = per_step(flags_by_step.items())
     behaviours = behaviour_chart(counts)
     tables = []
@@ -159,6 +178,7 @@ def build_payload(run: RunData) -> Payload:
         "path": str(run.path),
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "steps": len(run.metrics),
+        "total_trajectories": sum(len(g.rows) for g in run.groups),
         "problems": run.problems[:MAX_PROBLEMS],
         "problem_count": len(run.problems),
         "charts": [_chart_json(c) for c in main],

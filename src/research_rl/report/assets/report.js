@@ -41,8 +41,9 @@
   // ---- header --------------------------------------------------------------------------------
   document.getElementById("run-title").textContent = D.title;
   const nTraj = D.trajectories.length;
+  const embedded = nTraj < D.total_trajectories ? ` (${nTraj} of ${D.total_trajectories} embedded: see --max-trajectories)` : "";
   document.getElementById("run-meta").textContent =
-    `${D.path} · ${D.steps} logged steps · ${nTraj} trajectories in ${D.groups.length} files · generated ${D.generated}`;
+    `${D.path} · ${D.steps} logged steps · ${D.total_trajectories} trajectories in ${D.groups.length} files${embedded} · generated ${D.generated}`;
   if (D.problem_count) {
     const box = document.getElementById("problems");
     box.hidden = false;
@@ -195,7 +196,7 @@
     const stepGroups = D.groups.map((g, i) => i).filter(i => D.groups[i].kind === "step");
     function option(select, value, label) { select.appendChild(el("option", { value }, label)); }
     if (stepGroups.length > 1) option(src, "steps", `all training steps (${stepGroups.reduce((n, i) => n + byGroup[i].length, 0)})`);
-    D.groups.forEach((g, i) => option(src, String(i), `${g.label} (${g.count})`));
+    D.groups.forEach((g, i) => option(src, String(i), `${g.label} (${g.count < g.total ? g.count + " of " + g.total : g.count})`));
     option(src, "all", `everything (${T.length})`);
     src.value = stepGroups.length ? String(stepGroups[stepGroups.length - 1]) : "0";
     option(fin, "", "any");
