@@ -17,13 +17,13 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A training, evaluation or demo run directory.")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="HTML file to write [default: RUN_DIR/report.html]."),
+        typer.Option("--out", "-o", help="HTML file to write (default: RUN_DIR/report.html)."),
     ] = None,
     figures: Annotated[
         bool, typer.Option("--figures/--no-figures", help="Also write the curves as PNG files.")
     ] = True,
     figures_dir: Annotated[
-        Path | None, typer.Option(help="Where the PNGs go [default: RUN_DIR/figures].")
+        Path | None, typer.Option(help="Where the PNGs go (default: RUN_DIR/figures).")
     ] = None,
     max_trajectories: Annotated[
         int,
