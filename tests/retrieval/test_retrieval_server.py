@@ -127,6 +127,7 @@ def test_defaults_and_equal_duplicate_spellings(bm25, world):
             "conflicting fields: 'topk' is 2 but 'top_n' is 3",
         ),
         (b'{"query": "a", "queries": ["b"]}', 422, "conflicting fields"),
+        (b'{"query": "a", "topk": 2, "k": 2.0}', 422, "'topk' is 2 but 'k' is 2.0"),
     ],
 )
 @pytest.mark.parametrize("endpoint", ["/retrieve", "/search", "/batch_search"])

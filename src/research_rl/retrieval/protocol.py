@@ -51,7 +51,7 @@ def _one_of(body: dict[str, Any], names: tuple[str, ...]) -> tuple[str, Any] | N
         return None
     first_name, first = given[0]
     for name, value in given[1:]:
-        if value != first:
+        if value != first or type(value) is not type(first):  # 1 == True == 1.0 in Python
             raise BadRequest(
                 f"conflicting fields: '{first_name}' is {first!r} but '{name}' is {value!r}"
             )
