@@ -206,3 +206,51 @@ def test_cli_prepare_malformed_is_a_clean_error(tmp_path):
                                       "--source", str(src), "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 2
     assert f"error: {src}:1: missing field 'question'" in result.output
+
+
+class FakeHub:
+    """Stands in for ``datasets.load_dataset``: records the call, returns rows or fails."""
+
+    def __init__(self, rows=None, error=None):
+        self.rows, self.error, self.calls = rows or [], error, []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        if self.error:
+            raise self.error
+        return self.rows
+
+
+def test_hub_flashrag_source_maps_split_names(monkeypatch):
+    import datasets
+
+    from research_rl.data.prepare import prepare_hub
+
+    hub = FakeHub([{"id": "dev_0", "question": "q?", "golden_answers": ["a", "b"],
+                    "metadata": {}}, {"id": "dev_1", "question": "q2?", "golden_answers": []}])
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    report = prepare_hub("musique", "validation")
+    assert hub.calls == [(("RUC-NLPIR/FlashRAG_datasets",),
+                          {"data_files": {"dev": "musique/dev.jsonl"}, "split": "dev"})]
+    assert answers(report) == {"dev_0": ["a", "b"]} and report.num_skipped == 1
+    assert report.skipped_at == [
+        "hf://datasets/RUC-NLPIR/FlashRAG_datasets/musique/dev.jsonl row 2 (no answer)"]
+
+
+def test_hub_native_source_and_failures(monkeypatch):
+    import datasets
+
+    from research_rl.data.prepare import prepare_hub
+
+    hub = FakeHub([{"question": "when?", "answer": ["1972", "December 1972"]}])
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    assert answers(prepare_hub("nq", "dev", hub="native")) == {
+        "nq-dev-1": ["1972", "December 1972"]}
+    assert hub.calls[0] == (("google-research-datasets/nq_open", "nq_open"),
+                            {"split": "validation"})
+    with pytest.raises(DatasetFormatError, match="musique has no native hub release"):
+        prepare_hub("musique", "dev", hub="native")
+    monkeypatch.setattr(datasets, "load_dataset", FakeHub(error=ConnectionError("offline")))
+    with pytest.raises(DatasetFormatError, match=r"nq_open \(nq_open, validation\): could not "
+                                                 r"load \(ConnectionError: offline\)"):
+        prepare_hub("nq", "dev", hub="native")

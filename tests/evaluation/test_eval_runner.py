@@ -146,6 +146,7 @@ def test_answer_metrics():
         ({"judge": {"url": "http://x/v1", "model": "m", "prompt": "{question}"}},
          "lacks the slot(s) {golden_answers}, {prediction}"),
         ({"methods": ["search"]}, "key 'methods.0'"),
+        ({"prompts": {"rag_base": "Q: {question}"}}, "prompts.rag_base lacks the slot(s) {passages}"),
     ],
 )
 def test_config_errors_are_named(make_config, tmp_path, change, message):

@@ -24,6 +24,8 @@ def evaluate(
     from research_rl.evaluation.judge import JudgeError
     from research_rl.evaluation.openai_backend import ServerBackendError
     from research_rl.evaluation.runner import open_evaluation, results_markdown
+    from research_rl.rollout import PromptTooLongError
+    from research_rl.templates import TemplateError
 
     overrides: dict[str, object] = {}
     if output_dir is not None:
@@ -34,7 +36,7 @@ def evaluate(
     try:
         evaluation = open_evaluation(cfg, progress=progress)
         table = evaluation.run()
-    except (ServerBackendError, JudgeError) as err:
+    except (ServerBackendError, JudgeError, PromptTooLongError, TemplateError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise typer.Exit(2) from None
     typer.echo(results_markdown(table))

@@ -8,7 +8,7 @@ two rows with the same id are an error (evaluation resumes by id).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,9 +126,9 @@ def prepare_hub(dataset: str, split: str, hub: str = "flashrag") -> PrepareRepor
     if hub == "flashrag":
         hub_split = {"validation": "dev"}.get(split, split)
         data_file = f"{dataset}/{hub_split}.jsonl"
-        ds = datasets.load_dataset(FLASHRAG_REPO, data_files={hub_split: data_file},
-                                   split=hub_split)
         source = f"hf://datasets/{FLASHRAG_REPO}/{data_file}"
+        ds = _load(source, datasets.load_dataset, FLASHRAG_REPO,
+                   data_files={hub_split: data_file}, split=hub_split)
     elif hub == "native":
         if dataset not in NATIVE_HUB:
             raise DatasetFormatError(
@@ -137,11 +137,19 @@ def prepare_hub(dataset: str, split: str, hub: str = "flashrag") -> PrepareRepor
             )
         spec = NATIVE_HUB[dataset]
         hub_split = spec.splits.get(split, split)
-        ds = datasets.load_dataset(spec.repo, spec.config, split=hub_split)
         source = f"hf://datasets/{spec.repo} ({spec.config or 'default'}, {hub_split})"
+        ds = _load(source, datasets.load_dataset, spec.repo, spec.config, split=hub_split)
     else:
         raise DatasetFormatError(f"unknown hub source '{hub}' (expected flashrag or native)")
     return collect(dataset, split, _hub_records(ds, source), source)
+
+
+def _load(source: str, load: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``datasets.load_dataset``, its failures (offline, no such split) named as the source."""
+    try:
+        return load(*args, **kwargs)
+    except Exception as err:  # datasets raises many unrelated types (network, missing split)
+        raise DatasetFormatError(f"{source}: could not load ({type(err).__name__}: {err})") from err
 
 
 def _hub_records(ds: Iterable[dict[str, Any]], source: str) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -154,9 +154,11 @@ class EvalConfig(StrictModel):
             raise ValueError(f"dataset names must be unique, got {names}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods are listed twice: {self.methods}")
-        for key in ("rag_base", "rag_instruct"):
-            if "{passages}" not in getattr(self.prompts, key):
-                raise ValueError(f"prompts.{key} lacks the {{passages}} slot")
+        for key, text in self.prompts.model_dump().items():
+            slots = ("{question}", "{passages}") if key.startswith("rag") else ("{question}",)
+            missing = [s for s in slots if s not in text]
+            if missing:
+                raise ValueError(f"prompts.{key} lacks the slot(s) {', '.join(missing)}")
         return self
 
     @property
