@@ -1,9 +1,12 @@
 """Make the small committed assets under examples/tiny/ that configs/tiny-cpu.yaml trains on.
 
-A synthetic two-hop world (people born in cities, cities in countries), its corpus, train and
-validation questions, a byte-level BPE tokenizer trained on that text with ``tokenizers``, a
-randomly initialised 2-layer Qwen2 (~100k parameters) and a BM25 index. Deterministic: running it
-twice gives the same files. Everything stays well under 3 MB.
+A synthetic world (people born in cities, cities in countries), its corpus, train and validation
+questions ("In which city was X born?"), a byte-level BPE tokenizer trained on that text with
+``tokenizers``, a 2-layer Qwen2 (~100k parameters), and a BM25 index. The model is primed on the
+tag protocol (a short supervised pass on scripted rollouts of the training questions, run through
+the real rollout engine and index) so that its GRPO rollouts search, answer and earn varied rewards
+instead of being noise: a test fixture, not part of the method. Deterministic on one machine;
+everything stays well under 3 MB.
 
     .venv/bin/python scripts/make_tiny_assets.py [--out examples/tiny]
 """
@@ -23,7 +26,7 @@ SYLLABLES = ["ka", "lo", "mi", "ra", "te", "su", "no", "vi", "da", "ze", "pu", "
 PROTOCOL_SAMPLES = [
     "<think> I need to find where the person was born. </think> <search> birthplace </search>",
     "<result>\nDoc 1 (Title: Example) text\n</result>",
-    "<think> Now I know the country. </think> <answer> The answer is \\boxed{answer} </answer>",
+    "<think> Now I know the city. </think> <answer> The answer is \\boxed{answer} </answer>",
 ]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
@@ -55,12 +58,13 @@ def make_world(seed: int = 0) -> tuple[list[Passage], list[Question]]:
     questions = [
         Question(
             id=f"q{i}",
-            question=f"In which country was {person} born?",
-            golden_answers=[cities[city]],
-            metadata={"hops": 2, "city": city},
+            question=f"In which city was {person} born?",
+            golden_answers=[city],
+            metadata={"person": person, "country": cities[city]},
         )
         for i, (person, city) in enumerate(sorted(people.items()))
     ]
+    rng.shuffle(questions)
     return passages, questions
 
 
@@ -84,7 +88,7 @@ def make_tokenizer(texts: list[str], out: Path, vocab_size: int = 384):
     return fast
 
 
-def make_model(tokenizer, out: Path, seed: int = 0) -> int:
+def make_model(tokenizer, seed: int = 0):
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -106,8 +110,67 @@ def make_model(tokenizer, out: Path, seed: int = 0) -> int:
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
-    model.save_pretrained(out)
-    return sum(p.numel() for p in model.parameters())
+    return model
+
+
+def scripted_rollouts(questions: list[Question], tokenizer, index: Path, prompt: Path):
+    """The behaviour to prime: think, search the person, read the result, answer the city."""
+    from research_rl.backends.scripted import ScriptedBackend
+    from research_rl.retrieval.index import load_index
+    from research_rl.rollout import RolloutConfig, RolloutEngine
+
+    scripts = {
+        q.question: [
+            [
+                f"<think> who is {q.metadata['person']} </think> <search> {q.metadata['person']} </search>",
+                f" <think> found it </think> <answer> \\boxed{{{q.golden_answers[0]}}} </answer>",
+            ]
+        ]
+        for q in questions
+    }
+    config = RolloutConfig(**TINY_ROLLOUT, template_path=str(prompt))
+    engine = RolloutEngine(
+        ScriptedBackend(tokenizer, scripts), tokenizer, load_index(index), config
+    )
+    return engine.run(questions, n=1)
+
+
+def prime(model, trajectories, steps: int = 300, seed: int = 0) -> float:
+    """Supervised pass on the model's own tokens of the scripted rollouts (results masked)."""
+    import torch
+
+    torch.manual_seed(seed)
+    rows = []
+    for t in trajectories:
+        ids = t.prompt_ids + t.completion_ids
+        labels = [-100] * len(t.prompt_ids) + [
+            tok if keep else -100 for tok, keep in zip(t.completion_ids, t.loss_mask, strict=True)
+        ]
+        rows.append((ids, labels))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    g = torch.Generator().manual_seed(seed)
+    loss = torch.tensor(0.0)
+    for _ in range(steps):
+        batch = [rows[i] for i in torch.randint(len(rows), (8,), generator=g).tolist()]
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in batch])
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+        attention = (
+            torch.arange(width)[None, :] < torch.tensor([len(i) for i, _ in batch])[:, None]
+        ).long()
+        loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return loss.item()
+
+
+# The rollout settings of configs/tiny-cpu.yaml (the priming rollouts must look like its rollouts).
+TINY_ROLLOUT = dict(
+    topk=2, max_passage_tokens=24, max_searches=2, max_response_tokens=128, max_prompt_tokens=128
+)
 
 
 def main() -> None:
@@ -126,12 +189,18 @@ def main() -> None:
     texts = [p.contents for p in passages] + [q.question for q in questions]
     texts += PROTOCOL_SAMPLES + [prompt] * 4
     tokenizer = make_tokenizer(texts, out / "model")
-    n_params = make_model(tokenizer, out / "model")
 
     from research_rl.retrieval.index import build_index
 
     shutil.rmtree(out / "index", ignore_errors=True)
     build_index(out / "corpus.jsonl", out / "index", kind="bm25", show_progress=False)
+
+    model = make_model(tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    trajectories = scripted_rollouts(questions[:40], tokenizer, out / "index", out / "prompt.txt")
+    loss = prime(model, trajectories)
+    print(f"primed on {len(trajectories)} scripted rollouts: final loss {loss:.3f}")
+    model.save_pretrained(out / "model")
 
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(

@@ -37,8 +37,10 @@ def test_half_written_checkpoints_are_never_chosen(tmp_path):
     (broken / "model.safetensors").unlink()
     assert checkpoints.latest_checkpoint(tmp_path) == good
     assert [s for s, _ in checkpoints.complete_checkpoints(tmp_path)] == [2]
-    checkpoints.clear_partial(tmp_path)
+    removed = checkpoints.clear_partial(tmp_path)
     assert not (tmp_path / "checkpoints" / ".partial").exists()
+    assert sorted(p.name for p in removed) == ["step_6", "step_8"]
+    assert checkpoints.latest_checkpoint(tmp_path) == good
 
 
 def test_prune_keeps_the_newest(tmp_path):

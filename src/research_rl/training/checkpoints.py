@@ -98,5 +98,15 @@ def prune(run_dir: str | Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def clear_partial(run_dir: str | Path) -> None:
-    shutil.rmtree(checkpoints_dir(run_dir) / PARTIAL_DIR, ignore_errors=True)
+def clear_partial(run_dir: str | Path) -> list[Path]:
+    """Remove what a killed save left behind (the staging directory, unsealed step directories);
+    returns the unsealed step directories removed."""
+    root = checkpoints_dir(run_dir)
+    shutil.rmtree(root / PARTIAL_DIR, ignore_errors=True)
+    removed = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if _STEP_RE.match(p.name) and p.is_dir() and not is_complete(p):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed

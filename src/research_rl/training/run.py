@@ -84,7 +84,8 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> Path | Non
     if resume:
         if not run_dir.is_dir():
             raise FileNotFoundError(f"{run_dir}: no run directory to resume")
-        checkpoints.clear_partial(run_dir)
+        for broken in checkpoints.clear_partial(run_dir):
+            print(f"note: removed the incomplete checkpoint {broken}", file=sys.stderr)
         resume_from = checkpoints.latest_checkpoint(run_dir)
         step = int(resume_from.name.split("_")[1]) if resume_from else 0
         _forget_after(run_dir, step)
