@@ -8,71 +8,13 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-from cdp import Browser, find_chromium
-from synthetic import write_eval_dir, write_training_run
+from report_driver import JS_HELPERS, assert_offline_and_clean, open_report
+from report_synthetic import write_eval_dir, write_training_run
 
 from research_rl.report import build_report
 
 # Set to a path (e.g. docs/img/report.png) to keep the small run's screenshot.
 SCREENSHOT_ENV = "RESEARCH_RL_REPORT_SCREENSHOT"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    binary = find_chromium()
-    if binary is None:
-        pytest.fail("the report's browser test needs Chromium: install Debian's package "
-                    "(apt-get install -y chromium) or put chromium on PATH")
-    with Browser(binary) as b:
-        for domain in ("Network.enable", "Page.enable", "Runtime.enable", "Log.enable"):
-            b.page(domain)
-        b.page("Emulation.setDeviceMetricsOverride",
-               {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
-        yield b
-
-
-def open_report(browser: Browser, html: Path) -> list[dict]:
-    """Load ``html``; return the CDP events seen until the page's script finished."""
-    browser.events.clear()
-    browser.page("Page.navigate", {"url": html.resolve().as_uri()})
-    browser.wait_event("Page.loadEventFired")
-    assert browser.evaluate("document.documentElement.dataset.ready") == "1", "page script did not finish"
-    return browser.drain_events()
-
-
-def assert_offline_and_clean(events: list[dict], html: Path) -> None:
-    requests = [e["params"]["request"]["url"] for e in events
-                if e["method"] == "Network.requestWillBeSent"]
-    assert requests == [html.resolve().as_uri()], f"the page made requests: {requests}"
-    errors = [e["params"] for e in events if e["method"] == "Runtime.exceptionThrown"
-              or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
-    assert errors == []
-
-
-JS_HELPERS = """
-window.__t = {
-  rows() {  // list rows actually drawn (a hidden pooled row has no box)
-    return Array.from(document.querySelectorAll('#list .row')).filter(r => r.getClientRects().length);
-  },
-  set(id, value, kind) {  // change a control as a user would, and wait for the filter to rerun
-    const root = document.documentElement, before = Number(root.dataset.filterRuns);
-    const c = document.getElementById(id); c.value = value;
-    c.dispatchEvent(new Event(kind || (c.tagName === 'SELECT' ? 'change' : 'input')));
-    return new Promise((resolve, reject) => {
-      const t0 = performance.now();
-      (function poll() {
-        if (Number(root.dataset.filterRuns) > before)
-          requestAnimationFrame(() => resolve({shown: Number(root.dataset.shown),
-            filterMs: Number(root.dataset.filterMs), wallMs: performance.now() - t0,
-            rows: window.__t.rows().length}));
-        else if (performance.now() - t0 > 20000) reject(new Error('filter never ran'));
-        else setTimeout(poll, 5);
-      })();
-    });
-  },
-};
-"""
 
 
 def rows_of(run_dir: Path, step: int) -> list[dict]:

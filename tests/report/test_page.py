@@ -1,7 +1,7 @@
 import json
 import re
 
-from synthetic import HOSTILE_PASSAGE, write_eval_dir, write_training_run
+from report_synthetic import HOSTILE_PASSAGE, write_eval_dir, write_training_run
 from typer.testing import CliRunner
 
 from research_rl.cli import app

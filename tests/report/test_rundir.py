@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
-from synthetic import write_eval_dir, write_training_run
+from report_synthetic import write_eval_dir, write_training_run
 
 from research_rl.report.rundir import RunDirError, normalise_row, read_run
 

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from research_rl.metrics import batch_metrics
 from research_rl.reward import score
 from research_rl.trajectory import Trajectory
 
@@ -86,8 +87,8 @@ def make_rollout(rng: random.Random, fact: dict[str, str], progress: float, host
     return text, mask, "answer"
 
 
-def trajectory_row(rng: random.Random, fact: dict[str, str], qid: str, sample: int,
-                   progress: float, hostile: bool = False, **passages: int) -> dict[str, Any]:
+def make_trajectory(rng: random.Random, fact: dict[str, str], qid: str, sample: int,
+                    progress: float, hostile: bool = False, **passages: int) -> Trajectory:
     text, mask, finish = make_rollout(rng, fact, progress, hostile, **passages)
     traj = Trajectory(
         question_id=qid, question=f"Where was the director of {fact['film']} born?",
@@ -97,28 +98,13 @@ def trajectory_row(rng: random.Random, fact: dict[str, str], qid: str, sample: i
         finish_reason=finish,
     )
     traj.reward = score(text, traj.golden_answers, truncated=finish == "length")
-    return traj.to_json(with_ids=False)
+    return traj
 
 
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs) if xs else 0.0
 
-
-def step_metrics(rows: list[dict[str, Any]], prefix: str = "") -> dict[str, float]:
-    rewards = [r["reward"]["value"] for r in rows]
-    mean = _mean(rewards)
-    out = {
-        "reward_mean": mean,
-        "reward_std": _mean([(r - mean) ** 2 for r in rewards]) ** 0.5,
-        "f1": _mean([r["reward"]["f1"] for r in rows]),
-        "em": _mean([r["reward"]["em"] for r in rows]),
-        "valid_format": _mean([float(r["reward"]["valid_format"]) for r in rows]),
-        "searches_per_rollout": _mean([r["num_searches"] for r in rows]),
-        "model_tokens_per_rollout": _mean([r["num_model_tokens"] for r in rows]),
-    }
-    for reason in ("answer", "eos", "length", "max_searches"):
-        out[f"finish/{reason}"] = _mean([float(r["finish_reason"] == reason) for r in rows])
-    return {prefix + k: v for k, v in out.items()}
+def step_metrics(trajectories: list[Trajectory], prefix: str = "") -> dict[str, float]:
+    """The figures the trainer logs for a batch (the core's own batch_metrics)."""
+    return {prefix + k: v for k, v in batch_metrics(trajectories).items()}
 
 
 def write_training_run(root: Path, steps: int = 12, questions: int = 4, group: int = 5,
@@ -134,25 +120,23 @@ def write_training_run(root: Path, steps: int = 12, questions: int = 4, group: i
     with (root / "metrics.jsonl").open("w") as metrics:
         for step in range(1, steps + 1):
             progress = (step - 1) / max(steps - 1, 1)
-            rows = []
-            for q in range(questions):
-                fact = world[(step * questions + q) % len(world)]
-                for s in range(group):
-                    row = trajectory_row(rng, fact, f"q{q}", s, progress,
-                                         hostile=(step, q, s) == (1, 0, 0), topk=topk, filler=filler)
-                    rows.append({**row, "step": step})
-            entry: dict[str, Any] = {"step": step, **step_metrics(rows)}
+            trajs = [make_trajectory(rng, world[(step * questions + q) % len(world)], f"q{q}", s,
+                                     progress, hostile=(step, q, s) == (1, 0, 0), topk=topk,
+                                     filler=filler)
+                     for q in range(questions) for s in range(group)]
+            rows = [{**t.to_json(with_ids=False), "step": step} for t in trajs]
+            entry: dict[str, Any] = {"step": step, **step_metrics(trajs)}
             entry.update(epoch=step / steps, loss=0.01 * rng.random(),
                          kl=0.002 * step * (1 + 0.2 * rng.random()), entropy=1.9 - 1.2 * progress,
                          clip_fraction=0.05 * rng.random(), learning_rate=1e-6)
             if step % val_every == 0:  # greedy validation rollouts, kept under rollouts/val/
-                val = [{**trajectory_row(rng, world[i], f"v{i}", 0, progress), "step": step}
+                val = [make_trajectory(rng, world[i], f"v{i}", 0, progress)
                        for i in range(len(world))]
                 entry.update(step_metrics(val, prefix="val/"))
                 (root / "rollouts" / "val").mkdir(exist_ok=True)
                 with (root / "rollouts" / "val" / f"step_{step}.jsonl").open("w") as f:
-                    for row in val:
-                        f.write(json.dumps(row) + "\n")
+                    for t in val:
+                        f.write(json.dumps({**t.to_json(with_ids=False), "step": step}) + "\n")
             metrics.write(json.dumps(entry) + "\n")
             with (root / "rollouts" / f"step_{step}.jsonl").open("w") as f:
                 for row in rows:
@@ -185,13 +169,14 @@ def write_eval_dir(root: Path, seed: int = 1, per_dataset: int = 6) -> Path:
     for dataset in ("synthetic_hop", "synthetic_bridge"):
         world = make_world(rng, per_dataset)
         for method, progress in (("naive", 0.0), ("research", 1.0)):
-            rows = [prediction_row(trajectory_row(rng, fact, f"{dataset}-{i}", 0, progress),
-                                   dataset, method, judged=method == "research")
-                    for i, fact in enumerate(world)]
+            trajs = [make_trajectory(rng, fact, f"{dataset}-{i}", 0, progress)
+                     for i, fact in enumerate(world)]
+            rows = [prediction_row(t.to_json(with_ids=False), dataset, method,
+                                   judged=method == "research") for t in trajs]
             with (root / "predictions" / f"{dataset}__{method}.jsonl").open("w") as f:
                 for row in rows:
                     f.write(json.dumps(row) + "\n")
-            m = step_metrics([r["trajectory"] for r in rows])
+            m = step_metrics(trajs)
             table.append({"dataset": dataset, "method": method, "n": len(rows), "em": m["em"],
                           "f1": m["f1"], "searches": m["searches_per_rollout"]})
     results = {"results": table, "config": {"datasets": ["synthetic_hop", "synthetic_bridge"]}}
