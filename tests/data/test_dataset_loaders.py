@@ -73,6 +73,8 @@ def test_2wiki_json_with_alias_file(tmp_path):
     }
     without = prepare_file("2wikimultihopqa", "dev", src)
     assert answers(without)["8813f"] == ["Małgorzata Braunek"]
+    with pytest.raises(DatasetFormatError, match="an alias file only applies to 2wikimultihopqa"):
+        prepare_file("hotpotqa", "dev", src, alias_file)
 
 
 def test_bamboogle_csv(tmp_path):

@@ -189,7 +189,8 @@ def test_stop_string_inferred_when_the_server_does_not_say(server, tokenizer):
 def test_infer_stop_rules():
     stops = ["</search>", "</answer>"]
     assert infer_stop("x", stops, {"stop_reason": "</answer>"}) == "</answer>"
-    assert infer_stop("<search> q", stops, {"stop_reason": None}) == "</search>"
+    assert infer_stop("<search> q", stops, {"stop_reason": None}) is None  # vLLM: EOS
+    assert infer_stop("<search> q", stops, {}) == "</search>"  # no field: the open tag says
     assert infer_stop("<answer> a", stops, {"matched_stop": 151643}) is None  # an EOS token id
     assert infer_stop("<answer> a </answer>", stops, {}) == "</answer>"
     assert infer_stop("<search> q </search> <answer> a", stops, {}) == "</answer>"

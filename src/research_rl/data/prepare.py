@@ -113,6 +113,8 @@ def prepare_file(
     dataset: str, split: str, source: str | Path, aliases_path: str | Path | None = None
 ) -> PrepareReport:
     """Read a released file (JSON, JSONL, CSV, TSV, Parquet, or FlashRAG JSONL)."""
+    if aliases_path and dataset != "2wikimultihopqa":
+        raise DatasetFormatError(f"{aliases_path}: an alias file only applies to 2wikimultihopqa")
     aliases = read_aliases(aliases_path) if aliases_path else None
     return collect(dataset, split, iter_records(source), str(source), aliases)
 

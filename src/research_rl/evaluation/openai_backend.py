@@ -10,7 +10,8 @@ tokenizer:
 - the returned text is re-encoded to ids. Servers cut the stop string from the text; it is put
   back, so the ids end with the stop string as the protocol requires. Which stop string ended the
   completion is read from vLLM's ``stop_reason`` or SGLang's ``matched_stop`` when the server
-  sends one, else from the text (a stop string the server left in, or the tag the text opened
+  sends the field (a string there is the stop string, null or a token id the end of sequence),
+  else from the text (a stop string the server left in, or the tag the text opened
   and never closed: ``<search>`` for ``</search>``); a ``stop`` finish matching none is the
   model's end of sequence, and the EOS id is appended.
 
@@ -46,11 +47,10 @@ def infer_stop(text: str, stops: list[str], choice: dict[str, Any]) -> str | Non
     """Which stop string ended a ``finish_reason == "stop"`` completion; None means end of
     sequence."""
     for key in ("stop_reason", "matched_stop"):  # vLLM, SGLang
-        reported = choice.get(key)
-        if isinstance(reported, str) and reported in stops:
-            return reported
-        if key in choice and reported is not None and not isinstance(reported, str):
-            return None  # a token id: the model's EOS or another stop token
+        if key in choice:
+            reported = choice[key]
+            # A stop string, or None / a token id: the model's EOS or another stop token.
+            return reported if isinstance(reported, str) and reported in stops else None
     for stop in stops:
         if stop and text.endswith(stop):  # servers that keep the stop string in the text
             return stop
