@@ -43,6 +43,23 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
     assert [c["val"] for c in charts] == [3, 3, 3, 3, 3, 0, 0]  # validation at steps 4, 8, 12
     assert browser.evaluate("document.querySelectorAll('#behaviour-chart path.line').length") == 2
     assert browser.evaluate("document.querySelectorAll('#table-list table tr').length") == 5
+    # Hovering a chart shows the values at the nearest step; clicking it opens that step's rollouts.
+    hover = browser.evaluate("""(() => {
+        const card = document.querySelector('#main-charts .chart[data-chart="reward"]');
+        card.scrollIntoView();
+        const overlay = card.querySelector('svg rect:last-of-type'), box = overlay.getBoundingClientRect();
+        const at = {clientX: box.left + box.width * 2 / 11 + 1, clientY: box.top + box.height / 2, bubbles: true};
+        overlay.dispatchEvent(new MouseEvent('mousemove', at));
+        const tip = card.querySelector('.tip').textContent;
+        overlay.dispatchEvent(new MouseEvent('click', at));
+        const src = document.getElementById('f-source');
+        return {tip, source: src.options[src.selectedIndex].text};
+    })()""")
+    step3 = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[2])
+    assert hover["tip"].startswith("step 3 ") and f"reward_mean: {step3['reward_mean']:.3f}" in hover["tip"]
+    assert hover["source"].startswith("step 3 ")
+    browser.evaluate("""__t.set('f-source', Array.from(document.getElementById('f-source').options)
+        .find(o => o.text.startsWith('step 12 ')).value)""".replace("\n", " "))
 
     # The browser opens on the last step; its rollouts are listed and the first one is shown.
     last = rows_of(run_dir, 12)
