@@ -62,6 +62,14 @@ def test_page_references_no_external_resource(tmp_path):
     assert page.count("<script") == 2 and page.count("</script>") == 2
 
 
+def test_run_names_and_texts_that_look_like_template_markers_stay_text(tmp_path):
+    run_dir = write_training_run(tmp_path / "__DATA__ <b>&", steps=1, questions=1)
+    page = build_report(run_dir, figures=False).html.read_text()
+    assert "<title>research-rl report: __DATA__ &lt;b&gt;&amp;</title>" in page
+    assert _data(page)["title"] == "__DATA__ <b>&"
+    assert page.count("/*__JS__*/") == 0 and "use strict" in page
+
+
 def test_embed_json_cannot_close_the_script_element():
     text = embed_json({"t": "</script><!-- <script>"})
     assert "<" not in text and json.loads(text) == {"t": "</script><!-- <script>"}

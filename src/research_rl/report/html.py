@@ -22,11 +22,16 @@ def embed_json(data: Any) -> str:
 
 
 def render_html(data: dict[str, Any]) -> str:
-    page = _asset("report.html")
-    page = page.replace("/*__CSS__*/", _asset("report.css"))
-    page = page.replace("/*__JS__*/", _asset("report.js"))
-    page = page.replace("__TITLE__", html.escape(str(data.get("title", ""))))
-    head, sep, tail = page.partition(DATA_MARK)  # data last: it may contain any marker text
+    # Split at the data marker first: the run's name (in the title) may contain any text.
+    head, sep, tail = _asset("report.html").partition(DATA_MARK)
     if not sep:
         raise RuntimeError("report template has no data marker")
-    return head + embed_json(data) + tail
+    fills = {
+        "/*__CSS__*/": _asset("report.css"),
+        "/*__JS__*/": _asset("report.js"),
+        "__TITLE__": html.escape(str(data.get("title", ""))),
+    }
+    parts = [head, tail]
+    for marker, text in fills.items():  # each marker is in exactly one part, filled once
+        parts = [p.replace(marker, text, 1) if marker in p else p for p in parts]
+    return parts[0] + embed_json(data) + parts[1]
