@@ -1,4 +1,8 @@
-"""A non-finite reward or loss stops the run with a message and keeps the last good checkpoint."""
+"""A non-finite reward or loss stops the run with a message and keeps the last good checkpoint.
+
+The runs here use the real trainer on configs/tiny-cpu.yaml with a scripted generation backend (so
+they take seconds); the transformers backend is exercised by test_train_e2e.py.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +13,41 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from research_rl.backends.scripted import ScriptedBackend
 from research_rl.cli import app
 from research_rl.reward import Reward
 from research_rl.training import checkpoints, rollouts
+from research_rl.training.run import load_train_config, train
 from research_rl.training.trainer import ResearchGRPOTrainer
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 PER_STEP = 10  # configs/tiny-cpu.yaml: 2 questions x group of 5
+SCRIPTS = [
+    [
+        "<think> a </think> <search> Kalo </search>",
+        " <think> b </think> <answer> \\boxed{Kaloton} </answer>",
+    ],
+    ["<think> a </think> <answer> \\boxed{Nowhere} </answer>"],
+]
 
 
-def _run(out: Path):
-    # 3 steps, a checkpoint every 2: the bad third step must not touch step_2's checkpoint.
-    args = ["train", "--config", str(CONFIG), "--output-dir", str(out), "--set", "grpo.max_steps=3"]
-    args += ["--set", "run.eval_every=10", "--set", "run.progress=false"]
-    return CliRunner().invoke(app, args)
+def _train(out: Path):
+    # 3 steps, a checkpoint every 2: the bad third step must leave step_2's checkpoint alone.
+    cfg = load_train_config(
+        CONFIG, {"grpo.max_steps": 3, "run.eval_every": 10, "run.progress": False}
+    )
+    backend: dict[str, ScriptedBackend] = {}
+
+    def factory(trainer, model):
+        return backend.setdefault("b", ScriptedBackend(trainer.processing_class, default=SCRIPTS))
+
+    return train(cfg, output_dir=out, backend_factory=factory)
 
 
-def _check_stopped_after_step_2(out: Path, result, what: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "error: step 3" in result.output and what in result.output
-    assert f"the last good checkpoint is {out / 'checkpoints' / 'step_2'}" in result.output
+def _check_stopped_after_step_2(out: Path, err: Exception, what: str) -> None:
+    message = str(err)
+    assert message.startswith("step 3") and what in message
+    assert f"the last good checkpoint is {out / 'checkpoints' / 'step_2'}" in message
     assert [s for s, _ in checkpoints.complete_checkpoints(out)] == [2]
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
@@ -45,20 +64,47 @@ def test_a_nan_reward_stops_the_run(tmp_path, monkeypatch):
         return real_score(text, golden, truncated)
 
     monkeypatch.setattr(rollouts, "score", score)
-    out = tmp_path / "run"
-    _check_stopped_after_step_2(out, _run(out), "reward is nan")
+    with pytest.raises(rollouts.NonFiniteError) as err:
+        _train(tmp_path / "run")
+    _check_stopped_after_step_2(tmp_path / "run", err.value, "reward is nan")
 
 
 def test_a_nan_loss_stops_the_run_before_the_optimiser_step(tmp_path, monkeypatch):
     real = ResearchGRPOTrainer.compute_loss
+    seen = {}
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         loss = real(self, model, inputs, *args, **kwargs)
-        return loss * torch.nan if self.state.global_step == 2 else loss
+        if self.state.global_step == 2:
+            seen["weights"] = [p.detach().clone() for p in model.parameters()]
+            seen["model"] = model
+            return loss * torch.nan
+        return loss
 
     monkeypatch.setattr(ResearchGRPOTrainer, "compute_loss", compute_loss)
-    out = tmp_path / "run"
-    _check_stopped_after_step_2(out, _run(out), "the loss is nan")
+    with pytest.raises(rollouts.NonFiniteError) as err:
+        _train(tmp_path / "run")
+    _check_stopped_after_step_2(tmp_path / "run", err.value, "the loss is nan")
+    # no optimiser step was taken with the NaN gradients
+    after = list(seen["model"].parameters())
+    assert all(torch.equal(a, b) for a, b in zip(seen["weights"], after, strict=True))
+    assert all(torch.isfinite(p).all() for p in after)
+
+
+def test_the_cli_reports_the_stop_and_exits_1(tmp_path, monkeypatch):
+    import research_rl.training.run as run
+
+    def stop(*args, **kwargs):
+        raise rollouts.NonFiniteError(
+            "step 7: the loss is nan: training stopped; the last good checkpoint is X"
+        )
+
+    monkeypatch.setattr(run, "train", stop)
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(CONFIG), "--output-dir", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 1
+    assert "error: step 7: the loss is nan" in result.output
 
 
 @pytest.mark.parametrize("value", ["inf", "nan"])

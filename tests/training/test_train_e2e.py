@@ -66,11 +66,10 @@ def test_run_directory_holds_every_figure_rollout_and_checkpoint(full_run):
     rows = _metrics(full_run)
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     for row in rows:
-        assert STEP_KEYS <= row.keys(), STEP_KEYS - row.keys()
+        assert row.keys() >= STEP_KEYS, STEP_KEYS - row.keys()
         assert 0 < row["rollout_share"] < 1
-        assert row["finish/answer"] + row["finish/eos"] + row["finish/length"] + row[
-            "finish/max_searches"
-        ] == pytest.approx(1.0)
+        finishes = ("finish/answer", "finish/eos", "finish/length", "finish/max_searches")
+        assert sum(row[k] for k in finishes) == 10  # counts over the step's 10 rollouts
     # greedy validation every 2 steps
     assert {r["step"] for r in rows if "val/reward_mean" in r} == {2, 4}
     # the policy moves away from the frozen reference
@@ -110,7 +109,9 @@ def test_a_run_killed_mid_step_resumes_where_it_left_off(full_run, tmp_path):
     fake = out / "checkpoints" / "step_3"
     fake.mkdir(exist_ok=True)
     (fake / "model.safetensors").write_bytes(b"not a model")
-    (out / "checkpoints" / checkpoints.PARTIAL_DIR / "checkpoint-3").mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints" / checkpoints.PARTIAL_DIR / "checkpoint-3").mkdir(
+        parents=True, exist_ok=True
+    )
 
     resumed = _train(out, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -146,13 +146,15 @@ def research_reward(
     response_text: list[str],
     golden_answers: list[list[str]],
     truncated: list[bool],
+    trainer_state: Any = None,
     **_: Any,
 ) -> list[float]:
     """The paper's rule reward on the core's own completion text (``research_rl.reward.score``)."""
+    step = "" if trainer_state is None else f"step {trainer_state.global_step + 1}: "
     rewards = []
     for text, golden, cut in zip(response_text, golden_answers, truncated, strict=True):
         value = score(text, golden, truncated=cut).value
         if not math.isfinite(value):
-            raise NonFiniteError(f"reward is {value} for golden answers {golden!r}")
+            raise NonFiniteError(f"{step}reward is {value} for golden answers {golden!r}")
         rewards.append(value)
     return rewards
