@@ -1,0 +1,188 @@
+"""A seeded synthetic knowledge world: entities, relations, a corpus and questions about it.
+
+Entities are countries, cities, people and films, named with random syllables so that no name
+means anything to a tokenizer or a retriever except through the corpus. Relations form a chain
+(film -> directed by person -> born in city -> located in country), and every passage states only
+the outgoing relation of its own entity, so a two-hop question needs two searches: the passage of
+the question's subject names an intermediate entity whose own passage holds the answer.
+
+Questions (the answer is another entity's name, never in the question):
+
+==================  =======  =========================================  ========
+kind                hops     example                                     answer
+==================  =======  =========================================  ========
+``born_in``         one      Where was Ulaga born?                       city
+``directed_by``     one      Who directed Dorimu?                        person
+``located_in``      one      In which country is Kemora?                 country
+``director_born``   two      Where was the director of Dorimu born?      city
+``born_country``    two      In which country was Ulaga born?            country
+==================  =======  =========================================  ========
+
+The held-out split asks only about *held-out subjects*: entities no training question names, so
+the policy cannot have learnt their facts from the reward and must retrieve them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from research_rl.corpus import Passage, write_corpus
+from research_rl.questions import Question, write_questions
+
+ONE_HOP_KINDS = ("born_in", "directed_by", "located_in")
+TWO_HOP_KINDS = ("director_born", "born_country")
+
+_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kl", "tr")
+_VOWELS = ("a", "e", "i", "o", "u")
+_CODAS = ("", "", "", "n", "r", "l", "s")
+_OCCUPATIONS = ("painter", "writer", "singer", "dancer", "actor", "poet", "architect", "chef")
+_GENRES = ("drama", "comedy", "thriller", "western", "musical", "documentary")
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    seed: int = 0
+    countries: int = 10
+    cities: int = 50
+    people: int = 240
+    films: int = 240
+    heldout_fraction: float = 0.2  # of each subject type
+    test_per_hops: int = 100  # held-out questions of each hop count (one-hop, two-hop)
+
+
+@dataclass
+class World:
+    countries: list[str]
+    city_country: dict[str, str]
+    person_city: dict[str, str]
+    person_job: dict[str, str]
+    film_director: dict[str, str]
+    film_genre: dict[str, str]
+    heldout: set[str] = field(default_factory=set)  # subjects only test questions name
+
+    def passages(self) -> list[Passage]:
+        out: list[Passage] = []
+        for c in self.countries:
+            out.append(Passage.from_title_text(f"country-{c}", c, f"{c} is a country."))
+        for city, country in self.city_country.items():
+            out.append(Passage.from_title_text(f"city-{city}", city, f"{city} is a city in {country}."))
+        for p, city in self.person_city.items():
+            job = self.person_job[p]
+            text = f"{p} is {_article(job)} {job}. {p} was born in {city}."
+            out.append(Passage.from_title_text(f"person-{p}", p, text))
+        for f, director in self.film_director.items():
+            genre = self.film_genre[f]
+            text = f"{f} is {_article(genre)} {genre} film directed by {director}."
+            out.append(Passage.from_title_text(f"film-{f}", f, text))
+        return out
+
+    def questions(self) -> list[Question]:
+        qs: list[Question] = []
+
+        def add(kind: str, subject: str, text: str, answer: str, chain: list[str]) -> None:
+            hops = 1 if kind in ONE_HOP_KINDS else 2
+            meta = {"kind": kind, "hops": hops, "subject": subject, "chain": chain}
+            qs.append(Question(f"{kind}-{subject}", text, [answer], meta))
+
+        for p, city in self.person_city.items():
+            add("born_in", p, f"Where was {p} born?", city, [p])
+            country = self.city_country[city]
+            add("born_country", p, f"In which country was {p} born?", country, [p, city])
+        for f, director in self.film_director.items():
+            add("directed_by", f, f"Who directed {f}?", director, [f])
+            city = self.person_city[director]
+            add("director_born", f, f"Where was the director of {f} born?", city, [f, director])
+        for city, country in self.city_country.items():
+            add("located_in", city, f"In which country is {city}?", country, [city])
+        return qs
+
+    def vocabulary_text(self) -> list[str]:
+        """Every text the policy will read: passages and questions (the tokenizer trains on it)."""
+        return [p.contents for p in self.passages()] + [q.question for q in self.questions()]
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _names(rng: random.Random, n: int, taken: set[str]) -> list[str]:
+    out: list[str] = []
+    while len(out) < n:
+        syllables = rng.choice((2, 2, 3))
+        name = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables))
+        name = name.capitalize()
+        if name not in taken:
+            taken.add(name)
+            out.append(name)
+    return out
+
+
+def generate_world(cfg: WorldConfig) -> World:
+    """The same ``cfg`` (seed included) always gives the same world."""
+    rng = random.Random(cfg.seed)
+    taken: set[str] = set()
+    countries = _names(rng, cfg.countries, taken)
+    cities = _names(rng, cfg.cities, taken)
+    people = _names(rng, cfg.people, taken)
+    films = _names(rng, cfg.films, taken)
+    world = World(
+        countries=countries,
+        city_country={c: rng.choice(countries) for c in cities},
+        person_city={p: rng.choice(cities) for p in people},
+        person_job={p: rng.choice(_OCCUPATIONS) for p in people},
+        film_director={f: rng.choice(people) for f in films},
+        film_genre={f: rng.choice(_GENRES) for f in films},
+    )
+    for group in (cities, people, films):
+        k = max(1, round(len(group) * cfg.heldout_fraction))
+        world.heldout.update(rng.sample(group, k))
+    return world
+
+
+def split_questions(world: World, cfg: WorldConfig) -> tuple[list[Question], list[Question]]:
+    """(train, test): test asks only about held-out subjects, balanced between one and two hops;
+    train never names a held-out subject."""
+    rng = random.Random(cfg.seed + 1)
+    train: list[Question] = []
+    heldout_one: list[Question] = []
+    heldout_two: list[Question] = []
+    for q in world.questions():
+        if q.metadata["subject"] not in world.heldout:
+            train.append(q)
+        elif q.metadata["hops"] == 1:
+            heldout_one.append(q)
+        else:
+            heldout_two.append(q)
+    test = _sample(rng, heldout_one, cfg.test_per_hops) + _sample(rng, heldout_two, cfg.test_per_hops)
+    rng.shuffle(train)
+    return train, test
+
+
+def _sample(rng: random.Random, qs: list[Question], n: int) -> list[Question]:
+    return rng.sample(qs, n) if len(qs) > n else list(qs)
+
+
+@dataclass(frozen=True)
+class WorldFiles:
+    corpus: Path
+    train: Path
+    test: Path
+
+
+def write_world(cfg: WorldConfig, out_dir: str | Path) -> WorldFiles:
+    """Generate the world and write ``corpus.jsonl``, ``train.jsonl``, ``test.jsonl`` and
+    ``world.json`` (the generator settings) under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    world = generate_world(cfg)
+    train, test = split_questions(world, cfg)
+    files = WorldFiles(out / "corpus.jsonl", out / "train.jsonl", out / "test.jsonl")
+    write_corpus(world.passages(), files.corpus)
+    write_questions(train, files.train)
+    write_questions(test, files.test)
+    settings = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
+    (out / "world.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    return files
