@@ -212,14 +212,11 @@
     [["file", "file order"], ["rdesc", "reward, high first"], ["rasc", "reward, low first"],
      ["ns", "most searches"], ["nt", "most model tokens"]].forEach(([v, l]) => option(sort, v, l));
 
-    let hay = null; // lower-cased searchable text per trajectory, built on first text search
-    function haystack(i) {
-      if (!hay) hay = new Array(T.length);
-      if (hay[i] === undefined) {
-        const t = T[i];
-        hay[i] = (t.q + "\n" + t.a.join("\n") + "\n" + t.s.map(x => x[1]).join("\n")).toLowerCase();
-      }
-      return hay[i];
+    // Case-insensitive search straight on the stored strings: no lower-cased copy of a page's
+    // worth of text to build (that took most of a second for 10,000 rollouts on a slow CPU).
+    function matcher(text) {
+      const re = new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "i");
+      return t => re.test(t.q) || t.a.some(a => re.test(a)) || t.s.some(x => re.test(x[1]));
     }
     let shown = [], selected = -1, term = "";
     function num(input) { const v = input.value.trim(); return v === "" ? null : Number(v); }
@@ -232,6 +229,7 @@
       else pool = byGroup[Number(src.value)] || [];
       const lo = num(rmin), hi = num(rmax), fv = fin.value, sv = srch.value, gv = flg.value;
       term = txt.value.trim().toLowerCase();
+      const matches = term ? matcher(term) : null;
       shown = pool.filter(i => {
         const t = T[i];
         if (lo !== null && (t.r === null || t.r < lo)) return false;
@@ -239,7 +237,7 @@
         if (fv && t.fin !== fv) return false;
         if (sv === "1+" ? t.ns < 1 : sv && t.ns !== Number(sv)) return false;
         if (gv === "flagged" ? !t.fl : gv === "none" ? t.fl : gv && !(t.fl & Number(gv))) return false;
-        if (term && !haystack(i).includes(term)) return false;
+        if (matches && !matches(t)) return false;
         return true;
       });
       const key = { rdesc: i => -(T[i].r ?? -1), rasc: i => T[i].r ?? 2, ns: i => -T[i].ns, nt: i => -(T[i].nt ?? 0) }[sort.value];
