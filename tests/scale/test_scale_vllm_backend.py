@@ -202,8 +202,11 @@ def test_server_groups_requests_by_budget_and_returns_them_in_order(fake_vllm):
 
 def test_server_sends_seeded_requests_one_by_one_with_their_own_seed():
     server = FakeServer()
-    server_backend(server).generate(requests(), SamplingParams(seed=3))
-    assert [(len(p["prompt"]), p["seed"]) for p in server.payloads] == [(1, 3), (1, 4), (1, 5), (1, 6)]
+    out = server_backend(server).generate(requests(), SamplingParams(seed=3))
+    # sent concurrently, so in any order; each prompt with its own seed
+    sent = sorted((p["seed"], p["prompt"]) for p in server.payloads)
+    assert sent == [(3 + i, [r.prompt_ids]) for i, r in enumerate(requests())]
+    assert [o.finish_reason for o in out] == ["stop", "stop", "eos", "length"]  # in request order
 
 
 def test_server_http_error_names_the_url():

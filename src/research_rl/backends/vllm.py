@@ -191,8 +191,8 @@ class VLLMServerBackend:
     This is the server of TRL's ``vllm_mode="server"`` (``trl vllm-serve``) or a plain
     ``vllm serve``. Every training rank may call it on its own (an HTTP request is not a
     collective), so ranks need no lockstep here. Requests that share a budget and stop strings go
-    in one HTTP call; a seeded call sends each request alone, as the server applies one seed to
-    every prompt of a call.
+    in one HTTP call; a seeded call sends each request alone (the server applies one seed to every
+    prompt of a call), with up to ``max_in_flight`` calls at once.
     """
 
     def __init__(
@@ -202,12 +202,14 @@ class VLLMServerBackend:
         model: str | None = None,
         logprobs: bool = True,
         timeout_s: float = 600.0,
+        max_in_flight: int = 64,
         client: Any = None,
     ) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/")
         self.logprobs = logprobs
+        self.max_in_flight = max_in_flight
         self.client = client if client is not None else httpx.Client(timeout=timeout_s)
         self._model = model
 
@@ -241,10 +243,12 @@ class VLLMServerBackend:
             if sampling.seed is not None:
                 key = (*key, i)
             groups.setdefault(key, []).append(i)
-        for indices in groups.values():
+        model = self.model
+
+        def post(indices: list[int]) -> list[tuple[int, GenerationOutput]]:
             first = requests[indices[0]]
             payload = {
-                "model": self.model,
+                "model": model,
                 "prompt": [list(requests[i].prompt_ids) for i in indices],
                 **_sampling_kwargs(first, sampling, _request_seed(sampling, indices[0]), self.logprobs),
                 "return_token_ids": True,
@@ -255,9 +259,23 @@ class VLLMServerBackend:
                 raise VLLMError(
                     f"{self.base_url}/v1/completions: {len(choices)} choices for {len(indices)} prompts"
                 )
+            done = []
             for choice in choices:
                 i = indices[int(choice["index"])]
-                outputs[i] = self._convert(choice, requests[i], f"vLLM server request {i}")
+                done.append((i, self._convert(choice, requests[i], f"vLLM server request {i}")))
+            return done
+
+        batches = list(groups.values())
+        if len(batches) == 1:
+            results = [post(batches[0])]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self.max_in_flight, len(batches))) as pool:
+                results = list(pool.map(post, batches))
+        for done in results:
+            for i, output in done:
+                outputs[i] = output
         return [o for o in outputs if o is not None]
 
     def _convert(self, choice: dict[str, Any], request: GenerationRequest, where: str) -> GenerationOutput:
