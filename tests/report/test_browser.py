@@ -27,7 +27,7 @@ def haystack(row: dict) -> str:
 
 
 def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
-    run_dir = write_training_run(tmp_path / "run", steps=12, questions=4, val_every=4)
+    run_dir = write_training_run(tmp_path / "synthetic-run", steps=12, questions=4, val_every=4)
     write_eval_dir(run_dir / "eval")
     html = build_report(run_dir, figures=False).html
     assert_offline_and_clean(open_report(browser, html), html)
