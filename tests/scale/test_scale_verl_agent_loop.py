@@ -66,7 +66,7 @@ def index_dir(tmp_path_factory) -> Path:
     return root / "bm25"
 
 
-def write_settings(path: Path, index_dir: Path, **rollout) -> str:
+def write_settings(path: Path, index_dir: Path, wait_s: float = 0.05, **rollout) -> str:
     template = path.parent / "template.txt"
     template.write_text(TEMPLATE)
     rollout = {"max_response_tokens": 160, "max_prompt_tokens": 200, "topk": 1,
@@ -74,8 +74,7 @@ def write_settings(path: Path, index_dir: Path, **rollout) -> str:
     path.write_text(yaml.safe_dump({
         "rollout": rollout,
         "retriever": {"index": str(index_dir)},
-        # wide enough that concurrent rollouts' queries meet in one batch
-        "retrieval_wait_s": 0.3,
+        "retrieval_wait_s": wait_s,
     }))
     return str(path)
 
@@ -184,7 +183,8 @@ def test_concurrent_rollouts_share_batched_retrieval(tmp_path, index_dir, tokeni
     monkeypatch.setattr(al, "make_retriever", recording)
     questions = [f"{QUESTION} ({i})" for i in range(4)]
     server = FakeServerManager(tokenizer, {q: [SEARCH_TURN, ANSWER_TURN] for q in questions})
-    settings = write_settings(tmp_path / "s.yaml", index_dir)
+    # a window wide enough that the concurrent rollouts' queries meet in one batch
+    settings = write_settings(tmp_path / "s.yaml", index_dir, wait_s=1.0)
     outs = run_loops(settings, server, tokenizer, [row(q, ["Paris"], i) for i, q in enumerate(questions)])
     assert sum(len(b) for b in searches) == 4
     assert len(searches) < 4  # queries of concurrent rollouts were coalesced
