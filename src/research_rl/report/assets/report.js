@@ -6,7 +6,7 @@
   const D = JSON.parse(document.getElementById("report-data").textContent);
   const SVG_NS = "http://www.w3.org/2000/svg";
   const COLOURS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2"];
-  const SEG_NAMES = { t: "think", s: "search", r: "result", a: "answer", o: "other" };
+  const SEG_NAMES = { t: "think", s: "search", r: "result", a: "answer", o: "outside tags" };
   const FLAG_LABELS = { search_after_miss: "search again after a miss", revision: "revision" };
   const ROW_H = 30;
   const root = document.documentElement;
@@ -73,8 +73,10 @@
     for (const line of chart.lines) { xs = xs.concat(line.steps); ys = ys.concat(line.values); }
     let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
     if (x0 === x1) { x0 -= 1; x1 += 1; }
-    if (y0 === y1) { const d = Math.abs(y0) * 0.1 || 1; y0 -= d; y1 += d; }
+    if (y0 === y1) { const d = Math.abs(y0) * 0.1 || 1; y0 = y0 >= 0 ? Math.max(0, y0 - d) : y0 - d; y1 += d; }
+    const nonNegative = y0 >= 0;
     const pad = (y1 - y0) * 0.06; y0 -= pad; y1 += pad;
+    if (nonNegative && y0 < 0) y0 = 0; // rates, counts and lengths: no negative axis below them
     const X = s => L + (s - x0) / (x1 - x0) * (W - L - R);
     const Y = v => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
     const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": chart.title });
