@@ -48,6 +48,7 @@ class FakeServer:
         self.max_in_flight = 0
         self.report_stop = True  # vLLM's stop_reason; False: a server that says nothing
         self.delay_s = 0.0
+        self.fail_on: str | None = None  # prompts holding this text get HTTP 503
         self.app = FastAPI()
         self.app.get("/v1/models")(self.models)
         self.app.post("/v1/completions")(self.complete)
@@ -62,6 +63,8 @@ class FakeServer:
         if body["model"] != "tiny-served":
             return JSONResponse({"error": f"model {body['model']} not found"}, status_code=404)
         prompt = body["prompt"]
+        if self.fail_on and self.fail_on in prompt:
+            return JSONResponse({"error": "overloaded"}, status_code=503)
         if "SLOW" in prompt:
             await asyncio.sleep(1)
         self.in_flight += 1
@@ -131,6 +134,7 @@ def reset(server):
     server.max_in_flight = 0
     server.report_stop = True
     server.delay_s = 0.0
+    server.fail_on = None
 
 
 def test_research_loop_through_the_server_with_judge(server, world, make_config, tmp_path):
@@ -165,6 +169,26 @@ def test_research_loop_through_the_server_with_judge(server, world, make_config,
     assert len(server.chats) == 2
     assert row["judge"] == pytest.approx(2 / 3) and row["judge_failed"] == 0
     assert row["em"] == pytest.approx(1 / 3) and row["cover_em"] == pytest.approx(2 / 3)
+
+
+def test_server_failure_keeps_finished_questions_and_resumes(server, world, make_config, tmp_path):
+    raw = make_config(tmp_path / "out", methods=["direct"],
+                      model={"backend": "openai", "path": str(world["model"]), "url": server.url,
+                             "max_in_flight": 2, "max_retries": 1})
+    cfg = validate_config(raw, EvalConfig)
+    server.fail_on = "Where was Tepu Suno born?"  # q3 fails on every attempt
+    evaluation = open_evaluation(cfg, progress=False)
+    evaluation.backend.backoff_s = 0.0
+    with pytest.raises(ServerBackendError, match=r"HTTP 503.*\(after 2 attempts\)"):
+        evaluation.run()
+    path = tmp_path / "out" / "predictions" / "tiny__direct.jsonl"
+    assert sorted(json.loads(line)["id"] for line in path.read_text().splitlines()) == ["q1", "q2"]
+
+    server.fail_on = None
+    server.completions.clear()
+    [row] = open_evaluation(cfg, progress=False).run()
+    assert [c["prompt"].count("Where was Tepu Suno born?") for c in server.completions] == [1]
+    assert row["n"] == 3
 
 
 def test_stop_string_inferred_when_the_server_does_not_say(server, tokenizer):

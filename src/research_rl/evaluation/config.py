@@ -141,8 +141,8 @@ class EvalConfig(StrictModel):
     judge: JudgeSettings | None = None
     limit: int | None = Field(None, ge=1)  # the first N questions of each dataset
     output_dir: str = "runs/eval"
-    # Questions per engine call between checkpoints of the predictions file (the resume unit);
-    # None: batch_size (hf) or 2 x max_in_flight (openai).
+    # hf: questions per engine call between checkpoints of the predictions file (the resume
+    # unit); None = batch_size. Server backends save every question as it finishes.
     chunk_size: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
@@ -163,11 +163,7 @@ class EvalConfig(StrictModel):
 
     @property
     def effective_chunk_size(self) -> int:
-        if self.chunk_size is not None:
-            return self.chunk_size
-        if self.model.backend == "hf":
-            return self.model.batch_size
-        return 2 * self.model.max_in_flight
+        return self.chunk_size or self.model.batch_size
 
 
 def resolve_relative_paths(cfg: EvalConfig, base: Path) -> EvalConfig:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,22 @@ class NoSearch:
 
     def close(self) -> None:
         pass
+
+
+class LockedRetriever:
+    """One search at a time: server backends run questions in worker threads, and an in-process
+    index is not promised to be thread-safe (the HTTP client is, and needs no lock)."""
+
+    def __init__(self, inner: Retriever) -> None:
+        self.inner = inner
+        self._lock = threading.Lock()
+
+    def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
+        with self._lock:
+            return self.inner.search(queries, topk)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class RagTemplate:
@@ -101,9 +118,10 @@ class MethodRunner:
             hits = _search_once(self.retriever, questions, self.cfg.rollout.topk)
             r = self.cfg.rollout
             passages = [format_passages(h, self.tokenizer, r.max_passage_tokens) for h in hits]
-            self.rag_template.passages = {
-                q.question.strip(): p for q, p in zip(questions, passages, strict=True)
-            }
+            # update, not replace: concurrent workers each run their own questions (keyed by text).
+            self.rag_template.passages.update(
+                {q.question.strip(): p for q, p in zip(questions, passages, strict=True)}
+            )
         trajectories = self.engine.run(questions, n=1, sampling=self.sampling)
         for i, t in enumerate(trajectories):
             t.metadata["method"] = self.method

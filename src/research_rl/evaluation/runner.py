@@ -7,8 +7,9 @@ Output directory (the layout in docs/contracts.md):
 - ``results.json``, ``results.md``, ``results.csv``: one row per dataset and method;
 - ``judge_cache.jsonl``: the judge's verdicts by prompt (unless the config puts it elsewhere).
 
-Questions go to the engine in chunks: a local backend generates a chunk as one batch; a server
-backend keeps up to ``max_in_flight`` requests of a chunk waiting on the server.
+A local backend gets the questions in chunks, one generation batch each. With a server backend
+every question runs its own loop in one of ``max_in_flight`` workers, so up to that many requests
+wait on the server and no question waits for another's turn.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import csv
 import io
 import json
 import os
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,7 @@ from rich.progress import (
 from research_rl.config import dump_config
 from research_rl.evaluation.config import EvalConfig
 from research_rl.evaluation.judge import Judge
-from research_rl.evaluation.methods import MethodRunner
+from research_rl.evaluation.methods import LockedRetriever, MethodRunner
 from research_rl.evaluation.metrics import answer_metrics, summarize
 from research_rl.questions import Question, QuestionFileError, read_questions
 from research_rl.trajectory import Trajectory
@@ -209,10 +212,37 @@ class Evaluation:
         todo = [q for q in questions if q.id not in done]
         task = bar.add_task(f"{dataset} / {method}", total=len(questions),
                             completed=len(questions) - len(todo))
+        if self.cfg.model.backend == "openai":
+            self._generate_pipelined(dataset, method, todo, runner, path, lambda n: bar.advance(
+                task, n))
+            return
         for chunk in _chunks(todo, self.cfg.effective_chunk_size):
             trajectories = runner.run(chunk)
             _append(path, [prediction_row(t, dataset, method) for t in trajectories])
             bar.advance(task, len(chunk))
+
+    def _generate_pipelined(self, dataset: str, method: str, todo: list[Question],
+                            runner: MethodRunner, path: Path, advance: Any) -> None:
+        """Server backends: every question runs its own loop in one of ``max_in_flight``
+        workers, so a question's next turn goes out as soon as its last one returns (no batch
+        waits for its slowest rollout). Rows are appended in the order questions finish."""
+        lock = threading.Lock()
+
+        def one(question: Question) -> None:
+            [trajectory] = runner.run([question])
+            row = prediction_row(trajectory, dataset, method)
+            with lock:
+                _append(path, [row])
+                advance(1)
+
+        pool = ThreadPoolExecutor(max_workers=self.cfg.model.max_in_flight)
+        try:
+            futures = [pool.submit(one, q) for q in todo]
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                future.result()  # re-raise the first failure; finished rows are already saved
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _judge(self, dataset: str, method: str, questions: list[Question], bar: Progress
                ) -> None:
@@ -279,6 +309,8 @@ def open_evaluation(cfg: EvalConfig, progress: bool = True) -> Evaluation:
             max_in_flight=m.max_in_flight, timeout_s=m.timeout_s, max_retries=m.max_retries,
         )
     retriever = make_retriever(cfg.retriever) if cfg.retriever is not None else None
+    if retriever is not None and cfg.retriever is not None and cfg.retriever.index is not None:
+        retriever = LockedRetriever(retriever)
     judge = None
     if cfg.judge is not None:
         cache = cfg.judge.cache or str(Path(cfg.output_dir) / "judge_cache.jsonl")
