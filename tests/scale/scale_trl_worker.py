@@ -18,7 +18,7 @@ from pathlib import Path
 
 from research_rl.backends.scripted import ScriptedBackend
 from research_rl.questions import Question, write_questions
-from research_rl.scale.distributed import GatheredBackend, LockstepBackend, drain_if_lockstep
+from research_rl.scale.distributed import GatheredBackend, LockstepBackend
 from research_rl.training.run import load_train_config, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,22 +68,12 @@ def main() -> int:
 
     def factory(trainer, model):
         # A fresh scripted model per rollout call, identical on both ranks (as TP ranks hold the
-        # same weights); the lockstep keeps the collective calls matched.
+        # same weights); the lockstep keeps the collective calls matched, and the adapter's
+        # rollout function drains it after each rollout.
         backend = LockstepBackend(GatheredBackend(ScriptedBackend(trainer.processing_class, SCRIPTS)))
         backends.append(backend)
         return backend
 
-    # The adapter's rollout function calls engine.run; the drain is this hook's job (see report).
-    from research_rl.training import rollouts
-
-    original = rollouts.RolloutFunction.__call__
-
-    def call_and_drain(self, prompts, trainer):
-        result = original(self, prompts, trainer)
-        drain_if_lockstep(self.engine.backend, self.sampling(trainer, trainer.state.global_step + 1))
-        return result
-
-    rollouts.RolloutFunction.__call__ = call_and_drain
     import torch.distributed as dist
     from accelerate import PartialState
 
