@@ -130,3 +130,14 @@ def test_unusable_inputs_raise_clear_errors(tmp_path):
     (tmp_path / "broken" / "results.json").write_text("{oops")
     with pytest.raises(RunDirError, match="nothing to report"):
         read_run(tmp_path / "broken")
+
+
+def test_a_second_training_log_is_named_not_silently_dropped(tmp_path):
+    write_training_run(tmp_path, steps=2, questions=1)
+    write_training_run(tmp_path / "other", steps=3, questions=1)
+    run = read_run(tmp_path)
+    assert len(run.metrics) == 2
+    assert run.problems == [f"{tmp_path / 'other' / 'metrics.jsonl'}: not plotted (one run's "
+                            f"curves per page: {tmp_path / 'metrics.jsonl'}); report its "
+                            "directory on its own"]
+    assert "other: step 3" in [g.label for g in run.groups]  # its rollouts are still browsable

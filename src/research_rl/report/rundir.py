@@ -212,12 +212,18 @@ def read_run(path: str | Path) -> RunData:
     if not root.is_dir():
         raise RunDirError(f"{root}: not a directory (pass the run directory, not a file in it)")
     run = RunData(path=root)
+    plotted: Path | None = None
     for d in _candidate_dirs(root):
         prefix = _rel(d, root)
         tag = f"{prefix}: " if prefix else ""
         metrics_file = d / "metrics.jsonl"
-        if metrics_file.is_file() and not run.metrics:  # the first (top-most) training log wins
-            run.metrics = read_metrics(metrics_file, run.problems)
+        if metrics_file.is_file():
+            if plotted is None:  # the top-most training log is the one plotted
+                plotted = metrics_file
+                run.metrics = read_metrics(metrics_file, run.problems)
+            else:
+                run.problems.append(f"{metrics_file}: not plotted (one run's curves per page: "
+                                    f"{plotted}); report its directory on its own")
         # Training rollouts, then the validation rollouts the trainer keeps under rollouts/val/.
         for folder, kind, name in ((d / "rollouts", "step", "step"),
                                    (d / "rollouts" / "val", "val", "validation step")):

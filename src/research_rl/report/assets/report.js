@@ -48,7 +48,7 @@
     const box = document.getElementById("problems");
     box.hidden = false;
     box.querySelector("summary").textContent =
-      `${D.problem_count} unreadable line(s) or file(s) skipped`;
+      `${D.problem_count} line(s) or file(s) skipped: why`;
     const ul = box.querySelector("ul");
     for (const p of D.problems) ul.appendChild(el("li", {}, p));
     if (D.problem_count > D.problems.length)
