@@ -55,6 +55,10 @@ class RolloutConfig(StrictModel):
     max_searches: int = Field(5, ge=0)
     max_response_tokens: int = Field(1024, ge=1)  # the completion, inserted results included
     max_prompt_tokens: int = Field(1024, ge=1)
+    # Generate at most this many tokens per backend call (0: a turn runs to its stop in one call).
+    # Rollouts that searched rejoin the batch at the next chunk instead of waiting for the longest
+    # turn of the batch to end; a turn cut by a chunk continues seamlessly in the next call.
+    chunk_tokens: int = Field(64, ge=0)
 
     def load_template(self) -> PromptTemplate:
         return load_template(self.template, self.template_path, self.system_prompt_path)
@@ -66,6 +70,8 @@ class _Rollout:
 
     traj: Trajectory
     text_parts: list[str] = field(default_factory=list)
+    turn_start: int = 0  # where the current model turn begins in completion_ids
+    turn_calls: int = 0  # backend calls the current turn has taken so far
 
     @property
     def context(self) -> list[int]:
@@ -141,6 +147,7 @@ class RolloutEngine:
                 )
                 rollouts.append(_Rollout(traj))
 
+        self._clear_backend_cache()
         active = list(rollouts)
         turn = 0
         while active:
@@ -150,9 +157,7 @@ class RolloutEngine:
             )
             requests = [
                 GenerationRequest(
-                    prompt_ids=r.context,
-                    max_new_tokens=self.config.max_response_tokens - len(r.traj.completion_ids),
-                    stop=list(tags.STOP_STRINGS),
+                    prompt_ids=r.context, max_new_tokens=self._budget(r), stop=list(tags.STOP_STRINGS)
                 )
                 for r in active
             ]
@@ -170,6 +175,7 @@ class RolloutEngine:
             active = [r for r in active if r.traj.finish_reason is None]
             turn += 1
 
+        self._clear_backend_cache()
         for r in rollouts:
             t = r.traj
             t.text = "".join(r.text_parts)
@@ -178,8 +184,39 @@ class RolloutEngine:
             t.reward = score(t.text, t.golden_answers, truncated=t.truncated)
         return [r.traj for r in rollouts]
 
+    def _clear_backend_cache(self) -> None:
+        """Backends that keep KV caches between calls (``HFBackend``) drop them between runs: the
+        weights may change between two runs (a training step), which makes them stale."""
+        clear = getattr(self.backend, "clear_prefix_cache", None)
+        if callable(clear):
+            clear()
+
+    def _budget(self, r: _Rollout) -> int:
+        left = self.config.max_response_tokens - len(r.traj.completion_ids)
+        return min(left, self.config.chunk_tokens) if self.config.chunk_tokens else left
+
+    def _earliest_stop(self, ids: list[int]) -> tuple[int, str] | None:
+        """(number of tokens up to the one completing it, stop string) of the first stop string in
+        ``ids``' text. Needed when a turn spans calls: a backend only watches the new tokens of a
+        call, so a stop string split across two calls escapes it."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        found = [(text.find(s), s) for s in tags.STOP_STRINGS if s in text]
+        if not found:
+            return None
+        pos, stop = min(found)
+        end = pos + len(stop)
+        lo, hi = 1, len(ids)  # the shortest prefix whose text reaches past the stop's end
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(self.tokenizer.decode(ids[:mid], skip_special_tokens=False)) >= end:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo, stop
+
     def _take_turn(self, r: _Rollout, out: GenerationOutput) -> str | None:
-        """Append a turn's model tokens; return the query when the rollout wants a search."""
+        """Append a call's model tokens; close the turn when it stopped; return the query when the
+        rollout wants a search."""
         t = r.traj
         t.completion_ids.extend(out.token_ids)
         t.loss_mask.extend([1] * len(out.token_ids))
@@ -188,27 +225,41 @@ class RolloutEngine:
                 t.logprobs = None
             else:
                 t.logprobs.extend(out.logprobs)
-        # The eos token ends the ids but is not text (its string would pollute the reward's view).
-        text_ids = out.token_ids[:-1] if out.finish_reason == "eos" else out.token_ids
-        turn_text = self.tokenizer.decode(text_ids, skip_special_tokens=False)
-        r.text_parts.append(turn_text)
+        r.turn_calls += 1
+        reason, stop = out.finish_reason, out.stop_string
+        if r.turn_calls > 1:
+            found = self._earliest_stop(t.completion_ids[r.turn_start :])
+            if found is not None:
+                keep = r.turn_start + found[0]
+                # Tokens sampled after the stop are dropped, as if generation had stopped there:
+                # the kept tokens are exactly those the model produced up to the stop.
+                del t.completion_ids[keep:], t.loss_mask[keep:]
+                if t.logprobs is not None:
+                    del t.logprobs[keep:]
+                reason, stop = "stop", found[1]
+        if reason == "length" and len(t.completion_ids) < self.config.max_response_tokens:
+            return None  # a chunk ended, not the turn: the rollout goes on generating
+        if reason == "stop" and stop not in tags.STOP_STRINGS:
+            raise RuntimeError(f"backend stopped on {stop!r}, which was not requested")
 
-        if out.finish_reason == "eos":
-            t.finish_reason = "eos"
-        elif out.finish_reason == "length":
-            t.finish_reason = "length"
-        elif out.stop_string == tags.ANSWER_CLOSE:
+        turn_ids = t.completion_ids[r.turn_start :]
+        # The eos token ends the ids but is not text (its string would pollute the reward's view).
+        turn_text = self.tokenizer.decode(
+            turn_ids[:-1] if reason == "eos" else turn_ids, skip_special_tokens=False
+        )
+        r.text_parts.append(turn_text)
+        r.turn_calls = 0
+        if reason in ("eos", "length"):
+            t.finish_reason = reason
+        elif stop == tags.ANSWER_CLOSE:
             t.finish_reason = "answer"
-        elif out.stop_string == tags.SEARCH_CLOSE:
-            if t.num_searches >= self.config.max_searches:
-                t.finish_reason = "max_searches"
-                return None
+        elif t.num_searches >= self.config.max_searches:
+            t.finish_reason = "max_searches"
+        else:
             # The query is read up to the stop; text a token carried past it stays in the ids.
             cut = turn_text.find(tags.SEARCH_CLOSE)
             query = tags.last_search_query(turn_text[: cut if cut >= 0 else len(turn_text)])
             return query or ""
-        else:
-            raise RuntimeError(f"backend stopped on {out.stop_string!r}, which was not requested")
         return None
 
     def _insert_results(self, searching: list[tuple[_Rollout, str]]) -> None:
@@ -250,3 +301,4 @@ class RolloutEngine:
             if t.logprobs is not None:
                 t.logprobs.extend([0.0] * len(ids))
             r.text_parts.append(block)
+            r.turn_start = len(t.completion_ids)

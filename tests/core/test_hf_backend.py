@@ -137,3 +137,32 @@ def test_greedy_rollouts_in_a_batch_equal_rollouts_alone(tok, model, retriever):
             alone.finish_reason, alone.text, alone.search_queries
         )
         assert len(got.loss_mask) == len(got.completion_ids) <= 120
+
+
+def test_prefix_cache_reuse_changes_nothing(tok, model, retriever):
+    questions = [Question(f"q{i}", p, ["Paris"]) for i, p in enumerate(PROMPTS)]
+    cfg = RolloutConfig(max_response_tokens=120, max_searches=3, max_passage_tokens=10, topk=2)
+    runs = []
+    for reuse in (True, False):
+        backend = HFBackend(model, tok, max_batch_size=4, reuse_prefix=reuse)
+        runs.append(RolloutEngine(backend, tok, retriever, cfg).run(questions, n=1, sampling=GREEDY))
+        assert backend._prefixes == []  # the engine clears kept caches when a run ends
+    cached, fresh = runs
+    assert sum(t.num_searches for t in cached) >= 2
+    for a, b in zip(cached, fresh, strict=True):
+        assert a.completion_ids == b.completion_ids and a.loss_mask == b.loss_mask
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
+def test_kept_cache_is_used_for_a_continued_context(tok, model):
+    backend = HFBackend(model, tok)
+    (first,) = backend.generate(requests(tok, PROMPTS[:1], [10]), GREEDY)
+    assert len(backend._prefixes) == 1
+    context = tok.encode(PROMPTS[0]) + first.token_ids + tok.encode("\n<result>\nx\n</result>\n")
+    assert backend._match(context, backend._prefixes) is backend._prefixes[0]
+    (again,) = backend.generate([GenerationRequest(context, 10, STOPS)], GREEDY)
+    (fresh,) = HFBackend(model, tok, reuse_prefix=False).generate(
+        [GenerationRequest(context, 10, STOPS)], GREEDY
+    )
+    assert again.token_ids == fresh.token_ids
+    assert again.logprobs == pytest.approx(fresh.logprobs, abs=1e-4)

@@ -224,3 +224,38 @@ def test_loss_mask_is_zero_exactly_on_inserted_results(tokenizer, retriever, tur
     assert all(lp == 0.0 for lp, m in zip(t.logprobs, t.loss_mask, strict=True) if m == 0)
     assert all(lp == -0.5 for lp, m in zip(t.logprobs, t.loss_mask, strict=True) if m == 1)
     assert t.finish_reason in ("answer", "eos", "length", "max_searches")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    turns=st.lists(st.lists(_MODEL_PIECES, max_size=12).map("".join), min_size=1, max_size=4),
+    chunk=st.integers(min_value=1, max_value=12),
+    budget=st.integers(min_value=20, max_value=200),
+)
+def test_chunked_generation_gives_the_same_rollouts(tokenizer, retriever, turns, chunk, budget):
+    """Stop strings split across two calls are caught, and a chunk boundary changes nothing."""
+    segments = [t + " <search> Paris </search>" for t in turns[:-1]] + [turns[-1] + ANSWER_PARIS]
+    scripts = {Q_PARIS.question: [segments]}
+    got = []
+    for c in (0, chunk):
+        try:
+            got.append(engine(tokenizer, retriever, scripts, chunk_tokens=c, max_response_tokens=budget).run([Q_PARIS]))
+        except ScriptError:
+            got.append(None)
+    whole, chunked = got
+    if whole is None:
+        assert chunked is None
+        return
+    (a,), (b,) = whole, chunked
+    assert (a.completion_ids, a.loss_mask, a.logprobs) == (b.completion_ids, b.loss_mask, b.logprobs)
+    assert (a.text, a.finish_reason, a.search_queries) == (b.text, b.finish_reason, b.search_queries)
+
+
+def test_stop_split_across_chunks(tokenizer, retriever):
+    scripts = {Q_PARIS.question: [[SEARCH_PARIS + " trailing words", ANSWER_PARIS]]}
+    ids = tokenizer.encode(SEARCH_PARIS)
+    # Chunks of len-2 tokens: the first call ends two tokens before the end of "</search>".
+    (t,) = engine(tokenizer, retriever, scripts, chunk_tokens=len(ids) - 2).run([Q_PARIS])
+    assert t.completion_ids[: len(ids)] == ids and t.loss_mask[len(ids)] == 0
+    assert t.search_queries == ["Paris"] and "trailing" not in t.text
+    assert t.finish_reason == "answer"

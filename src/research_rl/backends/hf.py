@@ -6,6 +6,13 @@ leaves the batch (its rows are dropped from the cache) while the others go on, a
 with the token that finished it. Position ids come from the attention mask, so left padding does
 not shift positions: with greedy decoding a sequence gets the same tokens alone or in any batch.
 
+Multi-turn rollouts send each context again with a few more tokens (the model's turn and the
+inserted result). The backend keeps, until its next call, the KV cache of every sequence it
+finished, and a request that extends one of them only runs its new tokens through the model: the
+cached rows are laid out left-padded, the new tokens follow them (left-padded too), and the mask and
+position ids skip the holes. Without this each turn would re-read the whole context (the prompt
+alone is hundreds of tokens), which dominated the rollout's time.
+
 Log-probs are those of the sampled tokens under the temperature-scaled distribution (before top-k /
 top-p filtering), which is what a trainer recomputes from the same logits; greedy decoding reports
 the unscaled distribution's.
@@ -14,9 +21,11 @@ the unscaled distribution's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from research_rl.backends.base import GenerationOutput, GenerationRequest, SamplingParams
 from research_rl.backends.stopping import StopWatcher
@@ -64,15 +73,28 @@ def sample_tokens(
     return tokens, scaled.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
 
 
+@dataclass
+class _Prefix:
+    """The KV cache of one finished sequence: ``ids`` are the tokens it covers."""
+
+    ids: list[int]
+    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (kv_heads, len, head_dim) K and V
+
+
 class HFBackend:
     """A transformers causal LM behind the generation protocol (``backends.base``)."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 64) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, max_batch_size: int = 64, reuse_prefix: bool = True
+    ) -> None:
+        """``reuse_prefix``: keep finished sequences' KV caches for the next call (see above)."""
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
+        self.reuse_prefix = reuse_prefix
+        self._prefixes: list[_Prefix] = []  # from the previous call only
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id: int = pad if pad is not None else min(self.eos_ids)
@@ -87,19 +109,87 @@ class HFBackend:
         generator = None
         if not sampling.greedy and sampling.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
+        previous, self._prefixes = self._prefixes, []
+        prefixes = [self._match(r.prompt_ids, previous) for r in requests]
         # Similar lengths share a chunk, so little compute goes to padding.
         order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids))
         outputs: list[GenerationOutput | None] = [None] * len(requests)
         for start in range(0, len(order), self.max_batch_size):
             chunk = order[start : start + self.max_batch_size]
-            for i, out in zip(chunk, self._generate_batch([requests[i] for i in chunk], sampling, generator), strict=True):
+            results = self._generate_batch(
+                [requests[i] for i in chunk], [prefixes[i] for i in chunk], sampling, generator
+            )
+            for i, out in zip(chunk, results, strict=True):
                 outputs[i] = out
         return outputs  # type: ignore[return-value]
+
+    def clear_prefix_cache(self) -> None:
+        """Forget the kept KV caches: they are only valid for the weights that computed them.
+        ``RolloutEngine.run`` calls this when it starts and when it ends."""
+        self._prefixes = []
+
+    @staticmethod
+    def _match(context: list[int], prefixes: list[_Prefix]) -> _Prefix | None:
+        """The longest kept cache covering a proper prefix of ``context`` (one token at least
+        must remain to run, its logits give the next token)."""
+        best = None
+        for p in prefixes:
+            n = len(p.ids)
+            if n < len(context) and (best is None or n > len(best.ids)) and context[:n] == p.ids:
+                best = p
+        return best
+
+    def _prefill(
+        self, requests: Sequence[GenerationRequest], prefixes: Sequence[_Prefix | None]
+    ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run every context not yet cached; returns the cache, the last logits, the attention
+        mask and each row's next position."""
+        device = self.device
+        cached = [len(p.ids) if p else 0 for p in prefixes]
+        todo = [r.prompt_ids[c:] for r, c in zip(requests, cached, strict=True)]
+        width_c, width_n = max(cached), max(map(len, todo))
+        rows = len(requests)
+        ids = torch.full((rows, width_n), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((rows, width_c + width_n), dtype=torch.long)
+        for row, (c, t) in enumerate(zip(cached, todo, strict=True)):
+            ids[row, width_n - len(t) :] = torch.tensor(t, dtype=torch.long)
+            mask[row, width_c - c : width_c] = 1
+            mask[row, width_c + width_n - len(t) :] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]
+        cache = None
+        if width_c:
+            ref = next(p for p in prefixes if p is not None).layers
+            data = []
+            for layer, (k_ref, v_ref) in enumerate(ref):
+                k = k_ref.new_zeros((rows, k_ref.shape[0], width_c, k_ref.shape[2]))
+                v = v_ref.new_zeros((rows, v_ref.shape[0], width_c, v_ref.shape[2]))
+                for row, (p, c) in enumerate(zip(prefixes, cached, strict=True)):
+                    if p is not None:
+                        k[row, :, width_c - c :] = p.layers[layer][0]
+                        v[row, :, width_c - c :] = p.layers[layer][1]
+                data.append((k, v))
+            cache = DynamicCache(data, config=self.model.config)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.past_key_values, out.logits[:, -1, :], mask, positions[:, -1] + 1
+
+    def _keep_prefix(self, cache: Any, row: int, mask: torch.Tensor, ids: list[int]) -> None:
+        real = mask[row].bool()
+        layers = [(layer.keys[row][:, real], layer.values[row][:, real]) for layer in cache.layers]
+        self._prefixes.append(_Prefix(ids, layers))
 
     @torch.inference_mode()
     def _generate_batch(
         self,
         requests: Sequence[GenerationRequest],
+        prefixes: Sequence[_Prefix | None],
         sampling: SamplingParams,
         generator: torch.Generator | None,
     ) -> list[GenerationOutput]:
@@ -113,20 +203,10 @@ class HFBackend:
         rows = [i for i in range(n) if outputs[i] is None]  # batch row -> request index
         if not rows:
             return outputs  # type: ignore[return-value]
-
-        width = max(len(requests[i].prompt_ids) for i in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for row, i in enumerate(rows):
-            ctx = requests[i].prompt_ids
-            ids[row, width - len(ctx) :] = torch.tensor(ctx, dtype=torch.long)
-            mask[row, width - len(ctx) :] = 1
+        cache, logits, mask, next_pos = self._prefill(
+            [requests[i] for i in rows], [prefixes[i] for i in rows]
+        )
         device = self.device
-        ids, mask = ids.to(device), mask.to(device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1, :]
-        next_pos = positions[:, -1] + 1
 
         new_ids: list[list[int]] = [[] for _ in range(n)]
         new_lps: list[list[float]] = [[] for _ in range(n)]
@@ -146,6 +226,9 @@ class HFBackend:
                     outputs[i] = GenerationOutput(new_ids[i], "length", None, new_lps[i])
                 else:
                     keep.append(row)
+                    continue
+                if self.reuse_prefix:  # the cache covers all but the token just sampled
+                    self._keep_prefix(cache, row, mask, requests[i].prompt_ids + new_ids[i][:-1])
             if not keep:
                 return outputs  # type: ignore[return-value]
             if len(keep) < len(rows):  # finished sequences leave the batch and the cache

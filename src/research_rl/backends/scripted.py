@@ -7,8 +7,10 @@ request's token budget, or, when the segment runs out without a stop, with the e
 token.
 
 Scripts are keyed by question text; the rollouts of one question take its scripts in turn (sample
-i gets script ``i % len(scripts)``). A rollout is recognised on later turns because its context
-continues what this backend returned to it.
+i gets script ``i % len(scripts)``). A rollout is recognised on later calls because its context
+extends the context of its previous call. A call that continues exactly where the previous one hit
+its token budget (the rollout engine generates in chunks) resumes the same segment; any other
+continuation (a result was inserted) starts the next segment.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ class ScriptError(ValueError):
 
 @dataclass
 class _Live:
-    context: list[int]  # the context after this backend's last output to the rollout
     question: str
     script: Script
-    turn: int  # the next segment to play
+    turn: int = 0  # the segment being played
+    offset: int = 0  # tokens of it already played
+    context: list[int] | None = None  # the context of the previous call
+    output: list[int] | None = None  # what the previous call returned
+    cut: bool = False  # the previous call ended on its budget, inside the segment
 
 
 class ScriptedBackend:
@@ -70,13 +75,17 @@ class ScriptedBackend:
             raise ScriptError(f"no script for the prompt {text[-200:]!r}")
         i = self._started.get(question, 0)
         self._started[question] = i + 1
-        return _Live(list(prompt_ids), question, options[i % len(options)], 0)
+        return _Live(question, options[i % len(options)])
 
     def _claim(self, prompt_ids: list[int]) -> _Live:
         for k, live in enumerate(self._live):
+            assert live.context is not None and live.output is not None
             n = len(live.context)
-            if n <= len(prompt_ids) and prompt_ids[:n] == live.context:
-                return self._live.pop(k)
+            if n < len(prompt_ids) and prompt_ids[:n] == live.context:
+                self._live.pop(k)
+                if not (live.cut and prompt_ids == live.context + live.output):
+                    live.turn, live.offset = live.turn + 1, 0
+                return live
         return self._new_rollout(prompt_ids)
 
     def generate(
@@ -90,18 +99,20 @@ class ScriptedBackend:
                     f"question {live.question!r}: the script has {len(live.script)} segments but "
                     f"turn {live.turn + 1} was requested"
                 )
-            out = self._play(live.script[live.turn], req)
-            live.turn += 1
-            live.context = list(req.prompt_ids) + out.token_ids
+            segment = [*self.tokenizer.encode(live.script[live.turn], add_special_tokens=False), self.eos_id]
+            out = self._play(segment[live.offset :], req)
+            live.offset += len(out.token_ids)
+            live.cut = out.finish_reason == "length"
+            live.context, live.output = list(req.prompt_ids), list(out.token_ids)
             self._live.append(live)
             outputs.append(out)
         return outputs
 
-    def _play(self, segment: str, req: GenerationRequest) -> GenerationOutput:
+    def _play(self, tokens: list[int], req: GenerationRequest) -> GenerationOutput:
         watcher = StopWatcher(self.tokenizer, req.stop)
         ids: list[int] = []
         finish, stop = "eos", None
-        for tok in [*self.tokenizer.encode(segment, add_special_tokens=False), self.eos_id]:
+        for tok in tokens:
             if len(ids) >= req.max_new_tokens:
                 finish = "length"
                 break
