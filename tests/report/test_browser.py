@@ -29,9 +29,15 @@ def haystack(row: dict) -> str:
 def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
     run_dir = write_training_run(tmp_path / "synthetic-run", steps=12, questions=4, val_every=4)
     write_eval_dir(run_dir / "eval")
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 13, "reward_me')  # the run was killed mid-write
     html = build_report(run_dir, figures=False).html
     assert_offline_and_clean(open_report(browser, html), html)
     browser.evaluate(JS_HELPERS)
+    problems = browser.evaluate("""Array.from(document.querySelectorAll('#problems li'))
+        .map(li => li.textContent)""")
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{run_dir / 'metrics.jsonl'}:13: not valid JSON: ")
 
     charts = browser.evaluate("""Array.from(document.querySelectorAll('#main-charts .chart')).map(c => ({
         name: c.dataset.chart, lines: c.querySelectorAll('path.line').length,

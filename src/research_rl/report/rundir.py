@@ -68,7 +68,7 @@ def iter_jsonl(path: Path, problems: list[str]) -> Iterator[tuple[int, dict[str,
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                problems.append(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})")
+                problems.append(f"{path}:{lineno}: not valid JSON: {err.msg} (column {err.colno})")
                 continue
             if not isinstance(obj, dict):
                 problems.append(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
