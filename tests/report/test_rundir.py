@@ -141,3 +141,17 @@ def test_a_second_training_log_is_named_not_silently_dropped(tmp_path):
                             f"curves per page: {tmp_path / 'metrics.jsonl'}); report its "
                             "directory on its own"]
     assert "other: step 3" in [g.label for g in run.groups]  # its rollouts are still browsable
+
+
+def test_other_trajectory_files_are_browsable_question_files_are_not(tmp_path):
+    write_training_run(tmp_path / "train", steps=1, questions=1)
+    rows = (tmp_path / "train" / "rollouts" / "step_1.jsonl").read_text().splitlines()
+    (tmp_path / "samples_after.jsonl").write_text("\n".join(rows[:3]) + "\n")
+    (tmp_path / "questions.jsonl").write_text(json.dumps(
+        {"id": "q1", "question": "Where?", "golden_answers": ["Port Alder"]}) + "\n")
+    (tmp_path / "notes.jsonl").write_text("not json\n")
+    run = read_run(tmp_path)
+    files = [g for g in run.groups if g.kind == "file"]
+    assert [(g.label, len(g.rows)) for g in files] == [("samples_after", 3)]
+    assert files[0].rows[0]["text"] == json.loads(rows[0])["text"]
+    assert run.problems == []  # files that are not trajectories are not read, so not reported

@@ -29,7 +29,9 @@ class RolloutGroup:
 
     key: str  # unique id, e.g. "step 12" or "eval nq__research"
     label: str  # what the user picks in the browser
-    kind: str  # "step" (training rollouts), "val" (validation rollouts) or "eval" (predictions)
+    # "step" (training rollouts), "val" (validation rollouts), "eval" (evaluation predictions) or
+    # "file" (any other JSONL of trajectories)
+    kind: str
     source: Path
     step: int | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -181,6 +183,24 @@ def read_rollouts(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     return [normalise_row(obj) for _, obj in iter_jsonl(path, problems)]
 
 
+_KNOWN_JSONL = frozenset({"metrics.jsonl", "judge_cache.jsonl"})
+
+
+def _holds_trajectories(path: Path) -> bool:
+    """Whether the first non-blank line of ``path`` is a trajectory row (it has a question and a
+    text, or a nested trajectory)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    return isinstance(row, dict) and "question" in row and (
+                        isinstance(row.get("text"), str) or isinstance(row.get("trajectory"), dict))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return False
+
+
 def _step_files(folder: Path) -> list[tuple[int, Path]]:
     """``step_N.jsonl`` files in ``folder``, by N (numerically: step_10 after step_9)."""
     if not folder.is_dir():
@@ -243,6 +263,13 @@ def read_run(path: str | Path) -> RunData:
                 run.groups.append(RolloutGroup(
                     key=f"eval {_rel(f, root)}", label=f"{tag}eval {name}", kind="eval",
                     source=f, rows=read_rollouts(f, run.problems)))
+        # Any other JSONL of trajectories (a demo's before/after samples, a `research rollout`
+        # output): recognised by its first row, so question files and caches are left alone.
+        for f in sorted(d.glob("*.jsonl")):
+            if f.name not in _KNOWN_JSONL and _holds_trajectories(f):
+                run.groups.append(RolloutGroup(
+                    key=f"file {_rel(f, root)}", label=f"{tag}{f.stem}", kind="file", source=f,
+                    rows=read_rollouts(f, run.problems)))
         config = d / "config.yaml"
         if config.is_file() and run.config_text is None:
             try:
@@ -258,6 +285,7 @@ def read_run(path: str | Path) -> RunData:
     if run.is_empty:
         raise RunDirError(
             f"{root}: nothing to report: expected metrics.jsonl, rollouts/step_N.jsonl, "
-            "predictions/*.jsonl, results.json or summary.json (here or one directory down)"
+            "predictions/*.jsonl, a JSONL of trajectories, results.json or summary.json (here or "
+            "one directory down)"
         )
     return run
