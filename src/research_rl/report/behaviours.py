@@ -51,9 +51,10 @@ def _contains_answer(passages: str, golden: list[str]) -> bool:
     return any(g and f" {g} " in hay for g in (normalize_answer(a) for a in golden))
 
 
-def flag(text: str, golden_answers: list[str]) -> Behaviours:
-    """The behaviours one rollout shows (see the module docstring)."""
-    segs = segments(text)
+def flag(text: str, golden_answers: list[str], segs: list[tags.Segment] | None = None) -> Behaviours:
+    """The behaviours one rollout shows (see the module docstring); ``segs`` are the text's
+    segments when the caller has them already."""
+    segs = segments(text) if segs is None else segs
     evidence: list[str] = []
 
     after_miss = False

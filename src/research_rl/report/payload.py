@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from research_rl import tags
 from research_rl.report.behaviours import BEHAVIOURS, Behaviours, flag, per_step
 from research_rl.report.curves import Chart, Series, charts
 from research_rl.report.rundir import RunData
@@ -81,10 +82,11 @@ def _chart_json(c: Chart) -> dict[str, Any]:
     return {"name": c.name, "title": c.title, "lines": [_series_json(s) for s in c.lines]}
 
 
-def _trajectory_json(row: dict[str, Any], group: int, flags: Behaviours) -> dict[str, Any]:
+def _trajectory_json(row: dict[str, Any], group: int, flags: Behaviours,
+                     parsed: list[tags.Segment]) -> dict[str, Any]:
     reward = row["reward"]
     segs = []
-    for seg in segments(row["text"]):
+    for seg in parsed:
         if seg.kind == "other" and not seg.content.strip():
             continue  # the newlines between tags: nothing to read
         item: list[Any] = [SEGMENT_CODES[seg.kind], seg.content]
@@ -157,11 +159,12 @@ def build_payload(run: RunData, max_trajectories: int | None = None) -> Payload:
         groups.append({"key": group.key, "label": group.label, "kind": group.kind,
                        "step": group.step, "count": keep[gi], "total": len(group.rows)})
         for ri, row in enumerate(group.rows):
-            flags = flag(row["text"], row["golden_answers"])
+            parsed = segments(row["text"])
+            flags = flag(row["text"], row["golden_answers"], parsed)
             if group.kind == "step" and group.step is not None:
                 flags_by_step.setdefault(group.step, []).append(flags)
             if ri < keep[gi]:
-                trajectories.append(_trajectory_json(row, gi, flags))
+                trajectories.append(_trajectory_json(row, gi, flags, parsed))
     counts = per_step(flags_by_step.items())
     behaviours = behaviour_chart(counts)
     tables = []
