@@ -17,6 +17,9 @@ import pytest
 
 from research_rl.training import checkpoints
 
+# Three CLI runs of the tiny model (about 1 min each on an idle 2-core CPU, several under load).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "tiny-cpu.yaml"
 STEPS = 4  # configs/tiny-cpu.yaml: max_steps 4, save_every 2, eval_every 2, rollouts_every 1
@@ -126,9 +129,3 @@ def test_a_run_killed_mid_step_resumes_where_it_left_off(full_run, tmp_path):
         assert rows[step - 1]["loss"] == pytest.approx(full[step - 1]["loss"], rel=1e-4, abs=1e-6)
     assert [s for s, _ in checkpoints.complete_checkpoints(out)] == [2, 4]
     assert not fake.exists() and "removed the incomplete checkpoint" in resumed.stderr
-
-
-def test_an_existing_run_is_not_overwritten_without_resume(full_run):
-    proc = _train(full_run)
-    assert proc.returncode == 2
-    assert "already holds a run" in proc.stderr and "--resume" in proc.stderr
