@@ -279,7 +279,11 @@ class ReSearchAgentLoop(AgentLoopBase):
         self.settings_path = str(settings)
         self.settings = load_settings(self.settings_path)
         self.response_length = int(self.rollout_config.response_length)
-        rollout = self.settings.rollout
+        # One server call per turn: vLLM batches continuously across all of the worker's
+        # rollouts, so the engine's chunking (for the in-process HF backend) would only multiply
+        # calls and prefills.
+        self.engine_config = self.settings.rollout.model_copy(update={"chunk_tokens": 0})
+        rollout = self.engine_config
         if rollout.max_response_tokens > self.response_length:
             raise ValueError(
                 f"{settings}: rollout.max_response_tokens={rollout.max_response_tokens} exceeds "
@@ -302,7 +306,7 @@ class ReSearchAgentLoop(AgentLoopBase):
             _ServerManagerBackend(self, sampling_params, loop, timings),
             self.tokenizer,
             _CoalescedRetriever(shared.coalescer, loop, timings),
-            self.settings.rollout,
+            self.engine_config,
             template=shared.template,
         )
         [traj] = await loop.run_in_executor(shared.pool, engine.run, [question], 1)

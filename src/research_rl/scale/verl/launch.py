@@ -33,6 +33,7 @@ def paper_settings(retriever_url: str) -> VerlLoopSettings:
         rollout=RolloutConfig(
             template="base", topk=5, max_passage_tokens=200, max_searches=5,
             max_response_tokens=8192, max_prompt_tokens=1024,
+            chunk_tokens=0,  # one server call per turn (the agent loop enforces it)
         ),
         retriever=RetrieverConfig(url=retriever_url, timeout_s=60),
     )
