@@ -254,3 +254,27 @@ def test_real_verl_base_classes_are_used():
 
     assert issubclass(al.ReSearchAgentLoop, AgentLoopBase)
     assert al.AgentLoopOutput is AgentLoopOutput
+
+
+@pytest.mark.skipif(not HAVE_VERL, reason="verl is not installed in this environment")
+def test_real_verl_worker_pads_the_output_with_the_mask_intact(tmp_path, index_dir, tokenizer):
+    """verl's own per-sample post-processing (AgentLoopWorker._agent_loop_postprocess) on the
+    loop's output: prompt left-padded, response right-padded, response_mask kept (0 on results)."""
+    from types import SimpleNamespace
+
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+
+    settings = write_settings(tmp_path / "s.yaml", index_dir)
+    server = FakeServerManager(tokenizer, {QUESTION: [SEARCH_TURN, ANSWER_TURN]})
+    [out] = run_loops(settings, server, tokenizer, [row(QUESTION, ["Paris"])])
+    worker = object.__new__(AgentLoopWorker)  # only what the post-processing reads
+    worker.tokenizer, worker.processor, worker.mm_processor_kwargs = tokenizer, None, {}
+    worker.rollout_config = SimpleNamespace(prompt_length=200, response_length=160)
+    worker.reward_loop_worker_handles, worker.distillation_enabled = None, False
+    padded = asyncio.run(worker._agent_loop_postprocess(out, False, **row(QUESTION, ["Paris"])))
+    n = len(out.response_ids)
+    assert padded.response_ids.shape == (1, 160) and padded.prompt_ids.shape == (1, 200)
+    assert padded.response_mask[0, :n].tolist() == out.response_mask
+    assert padded.response_mask[0, n:].sum() == 0
+    assert padded.response_logprobs[0, :n].tolist() == pytest.approx(out.response_logprobs)
+    assert padded.attention_mask[0].sum() == len(out.prompt_ids) + n
