@@ -126,6 +126,8 @@ def test_cli_writes_report_and_reports_problems(tmp_path):
     assert out.is_file() and f"wrote {out} (2 steps, 10 trajectories)" in result.stdout
     assert f"warning: skipped {run_dir / 'metrics.jsonl'}:3: not valid JSON" in result.stderr
     assert not (run_dir / "figures").exists()
+    into_dir = CliRunner().invoke(app, ["report", str(run_dir), "-o", str(out.parent), "--no-figures"])
+    assert into_dir.exit_code == 0 and (out.parent / "report.html").is_file()
 
 
 def test_cli_errors_name_the_bad_input(tmp_path):

@@ -33,6 +33,8 @@ def build_report(run_dir: str | Path, out: str | Path | None = None,
     run = read_run(run_dir)
     payload = build_payload(run, max_trajectories)
     out_path = Path(out) if out is not None else run.path / "report.html"
+    if out_path.is_dir():  # --out some/dir: the page goes inside it
+        out_path = out_path / "report.html"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(render_html(payload.data), encoding="utf-8")
     written: list[Path] = []
