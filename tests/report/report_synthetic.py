@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from research_rl.metrics import batch_metrics
-from research_rl.reward import score
+from research_rl.reward import extract_prediction, score
 from research_rl.trajectory import Trajectory
 
 _SYLLABLES = ["mar", "el", "dor", "ann", "vel", "ko", "ris", "tal", "bren", "sa", "lu", "orn", "quin"]
@@ -150,7 +150,7 @@ def prediction_row(traj: dict[str, Any], dataset: str, method: str, judged: bool
     row = {
         "id": traj["question_id"], "dataset": dataset, "method": method,
         "question": traj["question"], "golden_answers": traj["golden_answers"],
-        "prediction": None, "em": reward["em"], "f1": reward["f1"], "cover_em": reward["em"],
+        "prediction": extract_prediction(traj["text"]), "em": reward["em"], "f1": reward["f1"], "cover_em": reward["em"],
         "num_searches": traj["num_searches"], "response_tokens": traj["num_model_tokens"],
         "finish_reason": traj["finish_reason"], "valid_format": reward["valid_format"],
         "reward": reward["value"], "trajectory": traj,

@@ -100,8 +100,9 @@ def test_evaluation_only_dir_has_tables_and_no_figures(tmp_path):
                        .read_text().splitlines()[0])
     t = data["trajectories"][0]
     assert t["q"] == first["question"] and t["r"] == first["trajectory"]["reward"]["value"]
-    assert t["x"] == {"prediction": None, "em": first["em"], "f1": first["f1"],
+    assert t["x"] == {"prediction": first["prediction"], "em": first["em"], "f1": first["f1"],
                       "cover_em": first["cover_em"]}
+    assert t["id"] == first["id"]
     judged = next(t for t in data["trajectories"] if "judge correct" in t["x"])
     assert judged["x"]["judge raw"] in ("yes", "no")
 

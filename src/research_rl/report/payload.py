@@ -98,6 +98,7 @@ def _trajectory_json(row: dict[str, Any], group: int, flags: Behaviours,
     return {
         "g": group,
         "i": row["sample_index"],
+        "id": row["question_id"],
         "q": row["question"],
         "a": row["golden_answers"],
         "r": reward["value"],

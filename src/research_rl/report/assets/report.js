@@ -260,6 +260,11 @@
       const x = Math.max(0, Math.min(1, r));
       return `hsl(${Math.round(x * 130)}, 65%, ${x < 0.5 ? 45 : 38}%)`;
     }
+    function rowKey(g, t) { // where a rollout comes from, in a few characters
+      if (g.kind === "step") return `step ${g.step} #${t.i}`;
+      if (g.kind === "val") return `val ${g.step} · ${t.id}`;
+      return t.id || `#${t.i}`;
+    }
     const rowPool = [];
     let rendered = "";
     function renderRows(force) {
@@ -281,7 +286,7 @@
         const rw = el("span", { class: "badge rw" }, t.r === null ? "–" : t.r.toFixed(2)); rw.style.background = rewardColour(t.r);
         row.appendChild(rw);
         const g = D.groups[t.g];
-        row.appendChild(el("span", { class: "k" }, (g.kind === "step" ? "step " + g.step : g.kind === "val" ? "val " + g.step : g.label.replace(/^.*eval /, "")) + " #" + t.i));
+        row.appendChild(el("span", { class: "k" }, rowKey(g, t)));
         row.appendChild(el("span", { class: "q" }, t.q));
         row.appendChild(el("span", { class: "badge" }, t.ns + " search" + (t.ns === 1 ? "" : "es")));
         row.appendChild(el("span", { class: "badge" }, t.fin));
@@ -324,7 +329,7 @@
       const h = el("h3"); h.appendChild(highlighted(t.q)); detail.appendChild(h);
       const dl = el("dl");
       const add = (k, v) => { dl.appendChild(el("dt", {}, k)); const dd = el("dd"); if (v instanceof Node) dd.appendChild(v); else dd.textContent = v; dl.appendChild(dd); };
-      add("from", `${g.label}, sample ${t.i}`);
+      add("from", `${g.label}, question ${t.id || "–"}, sample ${t.i}`);
       add("golden answers", highlighted(t.a.join(" | ") || "–"));
       add("reward", `${fmt(t.r)}  (F1 ${fmt(t.f1)}, EM ${fmt(t.em)}, valid format ${t.vf === null ? "–" : t.vf ? "yes" : "no"})`);
       add("reason", t.why || "–");
