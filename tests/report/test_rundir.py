@@ -155,3 +155,25 @@ def test_other_trajectory_files_are_browsable_question_files_are_not(tmp_path):
     assert [(g.label, len(g.rows)) for g in files] == [("samples_after", 3)]
     assert files[0].rows[0]["text"] == json.loads(rows[0])["text"]
     assert run.problems == []  # files that are not trajectories are not read, so not reported
+
+
+def test_reads_what_the_evaluator_writes(tmp_path):
+    """Contract check against the evaluator's own row builder, not a copy of its format."""
+    from research_rl.evaluation.runner import prediction_row
+    from research_rl.reward import score
+    from research_rl.trajectory import Trajectory
+
+    text = ("<think>find it</think><search>capital of Elnobo</search><result>Doc 1: Tekaton is "
+            "the capital of Elnobo.</result><answer>\\boxed{Tekaton}</answer>")
+    traj = Trajectory(question_id="q9", question="Capital of Elnobo?", golden_answers=["Tekaton"],
+                      sample_index=0, prompt_ids=[1, 2], text=text, loss_mask=[1, 1, 0, 1],
+                      num_searches=1, search_queries=["capital of Elnobo"], finish_reason="answer",
+                      reward=score(text, ["Tekaton"]))
+    _lines(tmp_path / "predictions" / "toy__research.jsonl",
+           json.dumps(prediction_row(traj, "toy", "research")))
+    (row,) = read_run(tmp_path).groups[0].rows
+    assert (row["question_id"], row["text"], row["num_searches"]) == ("q9", text, 1)
+    assert row["reward"] == {"value": 1.0, "f1": 1.0, "em": 1.0, "valid_format": True,
+                             "reason": traj.reward.reason}
+    assert row["num_model_tokens"] == 3
+    assert row["extras"]["prediction"] == "Tekaton" and row["extras"]["em"] == 1.0
