@@ -176,3 +176,20 @@ def test_ten_thousand_trajectories_load_and_filter(browser, tmp_path, capsys):
         print(f"\n[report 10k] write run {t1 - t0:.2f}s, build report {t2 - t1:.2f}s "
               f"({size_mb:.1f} MB); browser load {loaded:.2f}s (page ready {ready_at:.0f} ms "
               f"after navigation start); {steps}; text searches include the 150 ms typing debounce")
+
+
+def test_partial_run_dirs_render_what_they_have(browser, tmp_path):
+    def visible(ids: list[str]) -> list[str]:
+        return browser.evaluate(f"{json.dumps(ids)}.filter(id => !document.getElementById(id).hidden)")
+
+    sections = ["curves", "behaviours", "tables", "browser", "config"]
+    evaluation = build_report(write_eval_dir(tmp_path / "eval"), figures=False).html
+    assert_offline_and_clean(open_report(browser, evaluation), evaluation)
+    assert visible(sections) == ["tables", "browser"]
+
+    metrics_only = write_training_run(tmp_path / "metrics-only", steps=3, questions=1)
+    for f in (metrics_only / "rollouts").rglob("*.jsonl"):
+        f.unlink()
+    html = build_report(metrics_only, figures=False).html
+    assert_offline_and_clean(open_report(browser, html), html)
+    assert visible(sections) == ["curves", "config"]
