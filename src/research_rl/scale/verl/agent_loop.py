@@ -272,7 +272,7 @@ class ReSearchAgentLoop(AgentLoopBase):
     def __init__(self, *args: Any, settings: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if settings is None:
-            raise RowError(
+            raise ValueError(
                 f"agent loop {AGENT_NAME!r}: set 'settings: /path/to/settings.yaml' in the agent "
                 "loop config (actor_rollout_ref.rollout.agent.agent_loop_config_path)"
             )
