@@ -166,3 +166,20 @@ def test_kept_cache_is_used_for_a_continued_context(tok, model):
     )
     assert again.token_ids == fresh.token_ids
     assert again.logprobs == pytest.approx(fresh.logprobs, abs=1e-4)
+
+
+def test_sampler_draws_from_the_filtered_distribution():
+    from research_rl.backends.hf import sample_tokens
+
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0]]).repeat(100_000, 1)
+    g = torch.Generator().manual_seed(0)
+    tokens, lps = sample_tokens(logits, SamplingParams(temperature=2.0), g)
+    expected = (logits[0] / 2.0).softmax(-1)
+    assert (torch.bincount(tokens, minlength=4) / len(tokens)).tolist() == pytest.approx(
+        expected.tolist(), abs=0.01
+    )
+    assert lps[0].item() == pytest.approx(expected.log()[tokens[0]].item(), abs=1e-6)
+    top2, _ = sample_tokens(logits, SamplingParams(temperature=1.0, top_k=2), g)
+    assert set(top2.tolist()) == {1, 2}
+    nucleus, _ = sample_tokens(logits, SamplingParams(temperature=1.0, top_p=0.6), g)
+    assert set(nucleus.tolist()) == {2}  # p(2) = 0.64 already reaches top_p

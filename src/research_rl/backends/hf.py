@@ -69,7 +69,10 @@ def sample_tokens(
         return tokens, logits.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
     scaled = logits / sampling.temperature
     probs = filter_logits(scaled, sampling.top_k, sampling.top_p).softmax(-1)
-    tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # argmax(p / E) with E = -log(U) ~ Exp(1) draws from p, like multinomial, at a tenth of its
+    # cost on CPU (torch's multinomial and exponential_ are slow there).
+    noise = torch.rand(probs.shape, generator=generator, device=probs.device).log_().neg_()
+    tokens = (probs / noise).argmax(-1)
     return tokens, scaled.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
 
 

@@ -1,0 +1,216 @@
+"""Speed of the search-interleaved rollout (issue 3's benchmark).
+
+A small random Qwen2 on CPU and the in-process BM25 retriever over a synthetic corpus. Model
+tokens per second of 40 search-interleaved rollouts (RolloutEngine + HFBackend), against
+(a) plain batched ``model.generate`` of the same number of tokens, same prompts: every sequence
+    generates the rollouts' mean length (the ideal: the batch is full at every step), and
+(a') the same, but each sequence generates as many tokens as its rollout did (the same work as the
+    rollouts, whose lengths vary: ``generate`` runs until its longest sequence is done), and
+(b) a per-rollout sequential loop (the same engine, one rollout at a time).
+Targets: rollout >= 0.8 x (a) and >= 4 x (b). Every figure is measured in this run.
+
+    python benchmarks/rollout.py [--rollouts 40] [--threads 1]
+
+The random model gets small logit biases (see make_model) so that it searches every few dozen tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+
+from research_rl.backends.base import SamplingParams
+from research_rl.backends.hf import HFBackend
+from research_rl.corpus import Passage, write_corpus
+from research_rl.metrics import batch_metrics
+from research_rl.questions import Question
+from research_rl.retrieval.index import build_index, load_index
+from research_rl.rollout import RolloutConfig, RolloutEngine
+
+SYLLABLES = ["ka", "lo", "ri", "mu", "te", "sa", "no", "vi", "zu", "be", "da", "pe"]
+
+
+def synthetic_world(rng: random.Random, n: int) -> tuple[list[Passage], list[str]]:
+    names = ["".join(rng.choice(SYLLABLES) for _ in range(3)).title() for _ in range(n)]
+    passages = [
+        Passage.from_title_text(
+            str(i), name,
+            f"{name} is a city in {rng.choice(names)}. It was founded by {rng.choice(names)} and "
+            f"is known for {rng.choice(names)} river and the {rng.choice(names)} festival.",
+        )
+        for i, name in enumerate(names)
+    ]
+    return passages, names
+
+
+def make_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000, special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
+    fast.add_tokens(["<think>", "</think>", "<search>", "</search>", "<answer>", "</answer>"])
+    return fast
+
+
+def make_model(tok: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
+    torch.manual_seed(0)
+    cfg = Qwen2Config(
+        vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+    )
+    model = Qwen2ForCausalLM(cfg).eval()
+    # Per-token logit biases, so the random model writes the protocol now and then: a constant
+    # embedding dimension survives the final norm as a constant feature (about 11 here), and the
+    # lm_head column on it becomes a bias. Odds per token roughly: <search> 1/40, </search> 1/60,
+    # </answer> 1/400; end-of-sequence almost never.
+    bias = {"<search>": 3.2, "</search>": 2.8, "</answer>": 0.9, "<|endoftext|>": -6.0}
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, 0] = 1.0
+        model.lm_head.weight[:, 0] = 0.0
+        for token, b in bias.items():
+            model.lm_head.weight[tok.convert_tokens_to_ids(token), 0] = b / 11.0
+    return model
+
+
+class RowLengths(StoppingCriteria):
+    """Each row of a ``generate`` batch stops after its own number of new tokens."""
+
+    def __init__(self, prompt_width: int, lengths: list[int]) -> None:
+        self.width, self.lengths = prompt_width, torch.tensor(lengths)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        return (input_ids.shape[1] - self.width) >= self.lengths
+
+
+def timed(fn, repeats: int = 1):
+    """The result and the best wall time of ``repeats`` runs (the machine may be shared)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return result, best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rollouts", type=int, default=40)
+    ap.add_argument("--group", type=int, default=5)
+    ap.add_argument("--max-response-tokens", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=2, help="best of N for the batched runs")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for tiny models)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = random.Random(0)
+    passages, names = synthetic_world(rng, 2000)
+    n_questions = max(1, args.rollouts // args.group)
+    questions = [
+        Question(f"q{i}", f"Which river is {rng.choice(names)} known for?", [rng.choice(names)])
+        for i in range(n_questions)
+    ]
+    tok = make_tokenizer([p.contents for p in passages[:500]] + [q.question for q in questions])
+    model = make_model(tok)
+    cfg = RolloutConfig(
+        max_response_tokens=args.max_response_tokens, max_searches=4, topk=3,
+        max_passage_tokens=32, max_prompt_tokens=1024,
+    )
+    sampling = SamplingParams(temperature=1.0, seed=0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_corpus(passages, Path(tmp) / "corpus.jsonl")
+        build_index(Path(tmp) / "corpus.jsonl", Path(tmp) / "index", "bm25", show_progress=False)
+        retriever = load_index(Path(tmp) / "index")
+
+        engine = RolloutEngine(HFBackend(model, tok, max_batch_size=64), tok, retriever, cfg)
+        engine.run(questions[:1], n=2, sampling=sampling)  # warm-up
+        trajs, t_rollout = timed(
+            lambda: engine.run(questions, n=args.group, sampling=sampling), args.repeats
+        )
+        model_tokens = sum(t.num_model_tokens for t in trajs)
+        m = batch_metrics(trajs)
+
+        # (a) plain batched generate: the same prompts, the same number of model tokens.
+        prompts = [t.prompt_ids for t in trajs]
+        per_seq = -(-model_tokens // len(prompts))
+        width = max(map(len, prompts))
+        ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
+        mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
+
+        def plain():
+            torch.manual_seed(0)
+            return model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=per_seq, min_new_tokens=per_seq,
+                do_sample=True, temperature=1.0, top_k=0, top_p=1.0, pad_token_id=tok.pad_token_id,
+            )
+
+        out, t_plain = timed(plain, args.repeats)
+        plain_tokens = (out.shape[1] - width) * out.shape[0]
+
+        lengths = [t.num_model_tokens for t in trajs]
+
+        def matched():
+            torch.manual_seed(0)
+            return model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=max(lengths),
+                min_new_tokens=max(lengths), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                pad_token_id=tok.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([RowLengths(width, lengths)]),
+            )
+
+        _, t_matched = timed(matched, args.repeats)
+
+        # (b) one rollout at a time through the same engine and backend.
+        alone = RolloutEngine(HFBackend(model, tok, max_batch_size=1), tok, retriever, cfg)
+
+        def sequential():
+            got = []
+            for i, q in enumerate(questions):
+                for s in range(args.group):
+                    got += alone.run([q], n=1, sampling=SamplingParams(temperature=1.0, seed=100 * i + s))
+            return got
+
+        seq_trajs, t_seq = timed(sequential)
+        seq_tokens = sum(t.num_model_tokens for t in seq_trajs)
+        retriever.close()
+
+    rollout_tps, plain_tps, seq_tps = model_tokens / t_rollout, plain_tokens / t_plain, seq_tokens / t_seq
+    prompt_len = sum(len(t.prompt_ids) for t in trajs) / len(trajs)
+    print(
+        f"{len(trajs)} rollouts, {args.threads} torch thread(s), Qwen2 hidden 128 x 2 layers, "
+        f"BM25 over {len(passages)} passages, prompts {prompt_len:.0f} tokens, "
+        f"chunk_tokens {cfg.chunk_tokens}"
+    )
+    print(
+        f"rollout: {model_tokens} model tokens in {t_rollout:.2f}s = {rollout_tps:.0f} tok/s "
+        f"(searches/rollout {m['searches_per_rollout']:.2f}, finish answer/eos/length/max_searches "
+        f"{m['finish/answer']:.0f}/{m['finish/eos']:.0f}/{m['finish/length']:.0f}/{m['finish/max_searches']:.0f})"
+    )
+    print(f"(a) plain batched generate: {plain_tokens} tokens in {t_plain:.2f}s = {plain_tps:.0f} tok/s")
+    print(f"(a') generate, per-sequence lengths as the rollouts': {model_tokens} tokens in {t_matched:.2f}s = {model_tokens / t_matched:.0f} tok/s")
+    print(f"(b) sequential per-rollout loop: {seq_tokens} tokens in {t_seq:.2f}s = {seq_tps:.0f} tok/s")
+    print(f"rollout / (a) = {rollout_tps / plain_tps:.2f} (target >= 0.8)")
+    print(f"rollout / (a') = {rollout_tps * t_matched / model_tokens:.2f}")
+    print(f"rollout / (b) = {rollout_tps / seq_tps:.2f} (target >= 4)")
+
+
+if __name__ == "__main__":
+    main()
