@@ -182,3 +182,28 @@ def write_eval_dir(root: Path, seed: int = 1, per_dataset: int = 6) -> Path:
     results = {"results": table, "config": {"datasets": ["synthetic_hop", "synthetic_bridge"]}}
     (root / "results.json").write_text(json.dumps(results, indent=1))
     return root
+
+
+def write_demo_dir(root: Path, seed: int = 2) -> Path:
+    """A demo run as ``research demo`` lays it out: the GRPO run at the top, held-out
+    trajectories in eval/before.jsonl and eval/after.jsonl, the world's question files, and
+    summary.json with metrics per question type before and after training."""
+    write_training_run(root, steps=4, questions=2, val_every=2, seed=seed)
+    rng = random.Random(seed)
+    world = make_world(rng, 6)
+    (root / "world").mkdir()
+    with (root / "world" / "test.jsonl").open("w") as f:
+        for i, fact in enumerate(world):
+            f.write(json.dumps({"id": f"t{i}", "question": f"Who directed {fact['film']}?",
+                                "golden_answers": [fact["director"]]}) + "\n")
+    (root / "eval").mkdir()
+    summary: dict[str, Any] = {"steps": 4, "seed": seed}
+    for phase, progress in (("before", 0.0), ("after", 1.0)):
+        trajs = [make_trajectory(rng, fact, f"t{i}", 0, progress) for i, fact in enumerate(world)]
+        with (root / "eval" / f"{phase}.jsonl").open("w") as f:
+            for t in trajs:
+                f.write(json.dumps(t.to_json(with_ids=False)) + "\n")
+        m = batch_metrics(trajs)
+        summary[phase] = {"two-hop": {"em": m["em"], "f1": m["f1"], "n": len(trajs)}}
+    (root / "summary.json").write_text(json.dumps(summary, indent=2))
+    return root

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from report_driver import JS_HELPERS, assert_offline_and_clean, open_report
-from report_synthetic import write_eval_dir, write_training_run
+from report_synthetic import write_demo_dir, write_eval_dir, write_training_run
 
 from research_rl.report import build_report
 
@@ -193,3 +193,14 @@ def test_partial_run_dirs_render_what_they_have(browser, tmp_path):
     html = build_report(metrics_only, figures=False).html
     assert_offline_and_clean(open_report(browser, html), html)
     assert visible(sections) == ["curves", "config"]
+
+
+def test_demo_run_shows_before_and_after(browser, tmp_path):
+    html = build_report(write_demo_dir(tmp_path / "demo"), figures=False).html
+    assert_offline_and_clean(open_report(browser, html), html)
+    headers = browser.evaluate("""Array.from(document.querySelectorAll('#table-list table'))
+        .map(t => Array.from(t.querySelectorAll('th')).map(th => th.textContent))""")
+    assert headers[0] == ["questions", "em before", "em after", "f1 before", "f1 after",
+                          "n before", "n after"]
+    sources = browser.evaluate("Array.from(document.getElementById('f-source').options).map(o => o.text)")
+    assert {"eval: before (6)", "eval: after (6)"} <= set(sources)

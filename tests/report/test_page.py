@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from research_rl.cli import app
 from research_rl.report import build_report
 from research_rl.report.html import embed_json
-from research_rl.report.payload import allocate, tables_from
+from research_rl.report.payload import allocate, before_after_tables, tables_from
 
 _DATA = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 
@@ -158,3 +158,22 @@ def test_capped_report_embeds_fewer_rows_but_counts_behaviours_on_all(tmp_path):
     result = CliRunner().invoke(app, ["report", str(run_dir), "--no-figures",
                                       "--max-trajectories", "12"])
     assert "(4 steps, 12 trajectories of 40: raise --max-trajectories" in result.stdout
+
+
+def test_demo_summary_compares_before_and_after():
+    summary = {
+        "before": {"one-hop": {"em": 0.1, "f1": 0.2, "n": 10}, "two-hop": {"em": 0.0, "n": 5}},
+        "after": {"one-hop": {"em": 0.8, "f1": 0.9, "n": 10}, "two-hop": {"em": 0.4, "n": 5}},
+        "steps": 40, "seconds": {"grpo": 80.5, "total": 120.0},
+    }
+    compare, rest = before_after_tables(summary, "summary.json")
+    assert compare.columns == ["questions", "em before", "em after", "f1 before", "f1 after",
+                               "n before", "n after"]
+    assert compare.rows == [["one-hop", 0.1, 0.8, 0.2, 0.9, 10, 10],
+                            ["two-hop", 0.0, 0.4, None, None, 5, 5]]
+    assert rest.columns == ["name", "steps", "grpo", "total"]
+    assert rest.rows == [["", 40, None, None], ["seconds", None, 80.5, 120.0]]
+    (flat,) = before_after_tables({"after": {"f1": 0.5}}, "s")[:1]
+    assert flat.columns == ["questions", "f1 after"] and flat.rows == [["all", 0.5]]
+    (other,) = before_after_tables({"f1": 0.5}, "s")
+    assert (other.title, other.columns, other.rows) == ("Summary (s)", ["f1"], [[0.5]])

@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
-from report_synthetic import write_eval_dir, write_training_run
+from report_synthetic import write_demo_dir, write_eval_dir, write_training_run
 
 from research_rl.report.rundir import RunDirError, normalise_row, read_run
 
@@ -105,16 +105,25 @@ def test_prediction_rows_without_a_nested_trajectory_still_read():
 
 
 def test_demo_dir_with_training_and_evaluation_side_by_side(tmp_path):
+    run = read_run(write_demo_dir(tmp_path / "demo"))
+    assert len(run.metrics) == 4
+    labels = [g.label for g in run.groups]
+    assert labels == ["step 1", "step 2", "step 3", "step 4", "validation step 2",
+                      "validation step 4", "eval: after", "eval: before"]  # not world/*.jsonl
+    assert [len(g.rows) for g in run.groups[-2:]] == [6, 6]
+    assert set(run.summaries["summary.json"]) == {"steps", "seed", "before", "after"}
+    assert run.problems == []
+
+
+def test_evaluation_in_a_sub_directory(tmp_path):
     write_training_run(tmp_path / "train", steps=2, questions=1, val_every=2)
     write_eval_dir(tmp_path / "eval")
-    (tmp_path / "summary.json").write_text(json.dumps({"before": {"f1": 0.1}, "after": {"f1": 0.7}}))
     run = read_run(tmp_path)
     assert len(run.metrics) == 2
     assert [g.label for g in run.groups][:2] == ["eval: eval synthetic_bridge / naive",
                                                  "eval: eval synthetic_bridge / research"]
     assert {"train: step 1", "train: validation step 2"} <= {g.label for g in run.groups}
     assert set(run.eval_results) == {"eval/results.json"}
-    assert run.summaries == {"summary.json": {"before": {"f1": 0.1}, "after": {"f1": 0.7}}}
 
 
 def test_unusable_inputs_raise_clear_errors(tmp_path):

@@ -74,6 +74,38 @@ def tables_from(obj: Any, title: str) -> list[Table]:
     return [table]
 
 
+PHASES = ("before", "after")
+
+
+def before_after_tables(summary: Any, rel: str) -> list[Table]:
+    """A demo's summary.json (``{"before": {group: {metric: v}}, "after": {...}, ...}``) as one
+    table comparing each metric before and after training, plus whatever else it holds; any
+    other shape is tabled as it is."""
+    if not isinstance(summary, dict) or not any(isinstance(summary.get(p), dict) for p in PHASES):
+        return tables_from(summary, f"Summary ({rel})")
+    phases = [p for p in PHASES if isinstance(summary.get(p), dict)]
+    groups: dict[str, dict[str, dict[str, Any]]] = {}  # group -> phase -> metrics
+    for phase in phases:
+        block = summary[phase]
+        flat = {k: v for k, v in block.items() if _scalar(v)}
+        if flat:  # metrics straight under the phase
+            groups.setdefault("all", {})[phase] = flat
+        for name, metrics in block.items():
+            if isinstance(metrics, dict):
+                groups.setdefault(str(name), {})[phase] = {
+                    k: v for k, v in metrics.items() if _scalar(v)}
+    names: dict[str, None] = {}
+    for by_phase in groups.values():
+        for metrics in by_phase.values():
+            names.update(dict.fromkeys(metrics))
+    columns = ["questions", *(f"{m} {p}" for m in names for p in phases)]
+    rows = [[group, *(_cell(by_phase.get(p, {}).get(m)) for m in names for p in phases)]
+            for group, by_phase in groups.items()]
+    rest = {k: v for k, v in summary.items() if k not in PHASES}
+    return [Table(f"Before and after training ({rel})", columns, rows),
+            *tables_from(rest, f"Run summary ({rel})")]
+
+
 def _series_json(s: Series) -> dict[str, Any]:
     return {"key": s.key, "val": s.validation, "steps": s.steps, "values": s.values}
 
@@ -176,7 +208,7 @@ def build_payload(run: RunData, max_trajectories: int | None = None) -> Payload:
             obj = obj["results"]
         tables += tables_from(obj, f"Evaluation results ({rel})")
     for rel, obj in run.summaries.items():
-        tables += tables_from(obj, f"Summary ({rel})")
+        tables += before_after_tables(obj, rel)
     data = {
         "title": run.name,
         "path": str(run.path),
