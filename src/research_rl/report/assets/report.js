@@ -71,7 +71,10 @@
     const W = 440, H = 200, L = 50, R = 12, T = 8, B = 24;
     let xs = [], ys = [];
     for (const line of chart.lines) { xs = xs.concat(line.steps); ys = ys.concat(line.values); }
-    let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+    // A loop, not Math.min(...xs): spreading a long run's steps overflows the call stack.
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (const x of xs) { if (x < x0) x0 = x; if (x > x1) x1 = x; }
+    for (const y of ys) { if (y < y0) y0 = y; if (y > y1) y1 = y; }
     if (x0 === x1) { x0 -= 1; x1 += 1; }
     if (y0 === y1) { const d = Math.abs(y0) * 0.1 || 1; y0 = y0 >= 0 ? Math.max(0, y0 - d) : y0 - d; y1 += d; }
     const nonNegative = y0 >= 0;
