@@ -79,3 +79,9 @@ def test_per_step_counts_and_rates():
         {"step": 2, "rollouts": 4, "search_after_miss": 1, "search_after_miss_rate": 0.25,
          "revision": 2, "revision_rate": 0.5},
     ]
+
+
+def test_a_result_the_model_wrote_itself_is_not_evidence_but_is_its_own_text():
+    made_up = "<think>plan</think><result>Doc 1: nothing useful</result><search>q</search>" + HIT
+    assert not flag(made_up, ["Port Alder"]).search_after_miss
+    assert flag("<think>plan</think><result>Wait, I recall Port Birch</result>", ["x"]).revision

@@ -70,6 +70,15 @@ def test_run_names_and_texts_that_look_like_template_markers_stay_text(tmp_path)
     assert page.count("/*__JS__*/") == 0 and "use strict" in page
 
 
+def test_results_the_model_wrote_are_marked_apart_from_inserted_ones(tmp_path):
+    rollouts = tmp_path / "rollouts"
+    rollouts.mkdir()
+    text = "<think>x</think><result>invented</result><search>q</search>\n<result>found</result>"
+    (rollouts / "step_1.jsonl").write_text(json.dumps({"question": "q", "text": text}) + "\n")
+    (t,) = _data(build_report(tmp_path, figures=False).html.read_text())["trajectories"]
+    assert t["s"] == [["t", "x"], ["w", "invented"], ["s", "q"], ["r", "found"]]
+
+
 def test_embed_json_cannot_close_the_script_element():
     text = embed_json({"t": "</script><!-- <script>"})
     assert "<" not in text and json.loads(text) == {"t": "</script><!-- <script>"}

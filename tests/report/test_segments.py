@@ -22,3 +22,14 @@ def test_a_completion_starting_inside_the_prompts_span():
     kinds = [(s.kind, s.content) for s in segments(text)]
     assert kinds == [("think", "plan the hops"), ("other", "\n"), ("search", "q")]
     assert tags.parse_segments(text)[0].kind == "other"  # what the repair is for
+
+
+def test_only_results_right_after_a_search_are_inserted():
+    from research_rl.report.segments import inserted
+
+    text = ("<think>a</think><search>q</search>\n<result>r1</result>"
+            "<think>b</think><result>made up</result><search>q2</search><result>r2</result>")
+    segs = segments(text)
+    marks = [(s.kind, s.content, m) for s, m in zip(segs, inserted(segs), strict=True)
+             if s.kind == "result"]
+    assert marks == [("result", "r1", True), ("result", "made up", False), ("result", "r2", True)]

@@ -3,7 +3,7 @@ step and show reflection emerging during training.
 
 - ``search_after_miss``: the rollout searched again after a result that did not contain a golden
   answer: it noticed the evidence was not enough and went on looking.
-- ``revision``: the model revised an earlier claim: its own text (not the retrieved passages)
+- ``revision``: the model revised an earlier claim: its own text (not the inserted passages)
   holds a correction cue ("wait", "actually", "I was wrong", "let me re-check", ...) or it boxed
   two different answers.
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from research_rl import tags
-from research_rl.report.segments import segments
+from research_rl.report.segments import inserted, segments
 from research_rl.reward import normalize_answer
 
 SEARCH_AFTER_MISS = "search_after_miss"
@@ -59,8 +59,8 @@ def flag(text: str, golden_answers: list[str], segs: list[tags.Segment] | None =
 
     after_miss = False
     missed_at: int | None = None  # index of a result without a golden answer, not yet followed up
-    for i, seg in enumerate(segs):
-        if seg.kind == "result" and golden_answers:
+    for i, (seg, from_retriever) in enumerate(zip(segs, inserted(segs), strict=True)):
+        if from_retriever and golden_answers:
             if _contains_answer(seg.content, golden_answers):
                 missed_at = None
             elif missed_at is None:
@@ -71,7 +71,8 @@ def flag(text: str, golden_answers: list[str], segs: list[tags.Segment] | None =
                             "without the answer")
             break
 
-    model_text = "\n".join(s.content for s in segs if s.kind in ("think", "answer", "other"))
+    model_text = "\n".join(s.content for s, ins in zip(segs, inserted(segs), strict=True)
+                           if s.kind in ("think", "answer", "other", "result") and not ins)
     cue = _CORRECTION_CUES.search(model_text)
     if cue:
         evidence.append(f"correction cue {cue.group(0)!r}")

@@ -16,10 +16,11 @@ from research_rl import tags
 from research_rl.report.behaviours import BEHAVIOURS, Behaviours, flag, per_step
 from research_rl.report.curves import Chart, Series, charts
 from research_rl.report.rundir import RunData
-from research_rl.report.segments import segments
+from research_rl.report.segments import inserted, segments
 
 MAX_PROBLEMS = 200  # listed on the page; the count is always complete
 SEGMENT_CODES = {"think": "t", "search": "s", "result": "r", "answer": "a", "other": "o"}
+MODEL_RESULT_CODE = "w"  # a <result> the model wrote itself: not inserted, not masked
 
 
 @dataclass
@@ -118,10 +119,13 @@ def _trajectory_json(row: dict[str, Any], group: int, flags: Behaviours,
                      parsed: list[tags.Segment]) -> dict[str, Any]:
     reward = row["reward"]
     segs = []
-    for seg in parsed:
+    for seg, from_retriever in zip(parsed, inserted(parsed), strict=True):
         if seg.kind == "other" and not seg.content.strip():
             continue  # the newlines between tags: nothing to read
-        item: list[Any] = [SEGMENT_CODES[seg.kind], seg.content]
+        code = SEGMENT_CODES[seg.kind]
+        if seg.kind == "result" and not from_retriever:
+            code = MODEL_RESULT_CODE
+        item: list[Any] = [code, seg.content]
         if not seg.closed:
             item.append(0)
         segs.append(item)

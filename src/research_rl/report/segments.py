@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from research_rl import tags
 
-# Model-written kinds: everything but the system-inserted <result> spans (loss_mask = 0).
-MODEL_KINDS = frozenset({"think", "search", "answer", "other"})
-
 
 def _first_tag(text: str) -> tuple[str, bool] | None:
     """(name, closing) of the earliest protocol tag, by plain string search (cheaper than
@@ -33,4 +30,19 @@ def segments(text: str) -> list[tags.Segment]:
     for i, seg in enumerate(tags.parse_segments(opener + text)):
         start = 0 if i == 0 else seg.start - shift
         out.append(tags.Segment(seg.kind, seg.content, start, seg.end - shift, seg.closed))
+    return out
+
+
+def inserted(segs: list[tags.Segment]) -> list[bool]:
+    """Per segment: whether it is a ``<result>`` the system inserted (masked out of the loss).
+    Generation stops at ``</search>`` and the engine appends the result right there, so an
+    inserted result directly follows a closed search (blank text between aside); a ``<result>``
+    anywhere else was written by the model itself, is trained on, and is not evidence."""
+    out = []
+    previous: tags.Segment | None = None
+    for seg in segs:
+        out.append(seg.kind == "result" and previous is not None and previous.kind == "search"
+                   and previous.closed)
+        if seg.kind != "other" or seg.content.strip():
+            previous = seg
     return out

@@ -6,7 +6,8 @@
   const D = JSON.parse(document.getElementById("report-data").textContent);
   const SVG_NS = "http://www.w3.org/2000/svg";
   const COLOURS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2"];
-  const SEG_NAMES = { t: "think", s: "search", r: "result", a: "answer", o: "outside tags" };
+  const SEG_NAMES = { t: "think", s: "search", r: "result", a: "answer", o: "outside tags",
+    w: "result written by the model · not from the retriever · trained on (not masked)" };
   const FLAG_LABELS = { search_after_miss: "search again after a miss", revision: "revision" };
   const ROW_H = 30;
   const root = document.documentElement;
