@@ -198,39 +198,83 @@ except ImportError:
 TOKEN_LOGPROB = -0.25
 
 
-class FakeServerManager:
-    """verl's ``LLMServerClient.generate`` over a scripted model, with vLLM's sampling semantics.
+class ScriptedModel:
+    """A "model" over a real tokenizer whose text per turn is scripted, sampled with vLLM's rules.
 
     ``scripts`` maps question text to the model's text per turn; the turn is the number of
-    ``<result>`` blocks in the context. Tokens are emitted one by one; the request stops when the
-    decoded new text contains a stop string (the completing token kept), at ``max_tokens``, or with
-    EOS when the turn's text runs out.
+    ``<result>`` blocks in the context. A call continues the turn where the context left it (so a
+    turn may span calls), emits tokens one by one and stops when the decoded new text contains a
+    stop string (the completing token kept), at ``max_tokens``, or with EOS when the turn's text
+    runs out. Returns (ids, vLLM finish_reason, vLLM stop_reason).
     """
 
     def __init__(self, tokenizer, scripts: dict[str, list[str]]) -> None:
         self.tokenizer = tokenizer
         self.scripts = scripts
+
+    def sample(self, prompt_ids: list[int], stops: list[str], max_tokens: int):
+        assert max_tokens >= 1, "vLLM rejects max_tokens < 1"
+        tok = self.tokenizer
+        context = tok.decode(prompt_ids, skip_special_tokens=False)
+        question = next(q for q in self.scripts if q in context)
+        turn = context.count("<result>")
+        marker = "</result>\n" if turn else "Assistant:"
+        so_far = context[context.rindex(marker) + len(marker):]
+        planned = tok.encode(self.scripts[question][turn], add_special_tokens=False)
+        planned.append(tok.eos_token_id)
+        done = next(m for m in range(len(planned) + 1)
+                    if tok.decode(planned[:m], skip_special_tokens=False) == so_far)
+        out: list[int] = []
+        for token in planned[done:]:
+            out.append(token)
+            if token == tok.eos_token_id:
+                return out, "stop", None
+            new_text = tok.decode(out, skip_special_tokens=False)
+            hit = next((s for s in stops if s in new_text), None)
+            if hit is not None:
+                return out, "stop", hit
+            if len(out) == max_tokens:
+                return out, "length", None
+        raise AssertionError("the script ran out before a stop, EOS or the budget")
+
+
+class ScriptedLLM:
+    """``vllm.LLM`` over a :class:`ScriptedModel`: RequestOutput/CompletionOutput as vLLM returns."""
+
+    def __init__(self, model: ScriptedModel) -> None:
+        self.model = model
+        self.calls: list[tuple[list[dict], list[FakeSamplingParams]]] = []
+
+    def generate(self, prompts, sampling_params=None, use_tqdm=True, **kwargs):
+        assert isinstance(sampling_params, list) and len(sampling_params) == len(prompts)
+        self.calls.append((prompts, sampling_params))
+        out = []
+        for k, (prompt, params) in enumerate(zip(prompts, sampling_params, strict=True)):
+            assert params.include_stop_str_in_output, "the stop string must be kept"
+            ids, finish, stop_reason = self.model.sample(
+                list(prompt["prompt_token_ids"]), list(params.stop or []), params.max_tokens)
+            logprobs = None if params.logprobs is None else [
+                {t: Logprob(logprob_at(p, t), rank=1)} for p, t in enumerate(ids)]
+            text = self.model.tokenizer.decode(ids, skip_special_tokens=True)
+            completion = CompletionOutput(0, text, ids, None, logprobs, finish, stop_reason)
+            out.append(RequestOutput(str(k), None, list(prompt["prompt_token_ids"]), None, [completion]))
+        return out
+
+
+class FakeServerManager:
+    """verl's ``LLMServerClient.generate`` over a :class:`ScriptedModel`, returning verl's
+    ``TokenOutput`` (token ids and log-probs, no finish reason)."""
+
+    def __init__(self, tokenizer, scripts: dict[str, list[str]]) -> None:
+        self.tokenizer = tokenizer
+        self.model = ScriptedModel(tokenizer, scripts)
         self.calls: list[dict[str, Any]] = []
 
     async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
         self.calls.append({"request_id": request_id, "prompt_ids": list(prompt_ids),
                            "sampling_params": dict(sampling_params)})
-        max_tokens = sampling_params["max_tokens"]
-        assert max_tokens >= 1, "vLLM rejects max_tokens < 1"
-        context = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
-        question = next(q for q in self.scripts if q in context)
-        turn = context.count("<result>")
-        text = self.scripts[question][turn]
-        planned = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
-        stops = sampling_params.get("stop") or []
-        out: list[int] = []
-        for token in planned:
-            out.append(token)
-            if token == self.tokenizer.eos_token_id:
-                break
-            new_text = self.tokenizer.decode(out, skip_special_tokens=False)
-            if any(s in new_text for s in stops) or len(out) == max_tokens:
-                break
         assert sampling_params.get("include_stop_str_in_output"), "the stop string must be kept"
+        out, _, _ = self.model.sample(
+            list(prompt_ids), sampling_params.get("stop") or [], sampling_params["max_tokens"])
         log_probs = [TOKEN_LOGPROB] * len(out) if sampling_params.get("logprobs") else None
         return TokenOutput(token_ids=out, log_probs=log_probs, stop_reason="completed")
