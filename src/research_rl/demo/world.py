@@ -29,6 +29,9 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import Field
+
+from research_rl.config import StrictModel
 from research_rl.corpus import Passage, write_corpus
 from research_rl.questions import Question, write_questions
 
@@ -42,15 +45,14 @@ _OCCUPATIONS = ("painter", "writer", "singer", "dancer", "actor", "poet", "archi
 _GENRES = ("drama", "comedy", "thriller", "western", "musical", "documentary")
 
 
-@dataclass(frozen=True)
-class WorldConfig:
+class WorldConfig(StrictModel):
     seed: int = 0
-    countries: int = 10
-    cities: int = 50
-    people: int = 240
-    films: int = 240
-    heldout_fraction: float = 0.2  # of each subject type
-    test_per_hops: int = 100  # held-out questions of each hop count (one-hop, two-hop)
+    countries: int = Field(10, ge=1)
+    cities: int = Field(50, ge=1)
+    people: int = Field(240, ge=1)
+    films: int = Field(240, ge=1)
+    heldout_fraction: float = Field(0.2, gt=0, lt=1)  # of each subject type
+    test_per_hops: int = Field(100, ge=1)  # held-out questions of each hop count
 
 
 @dataclass
@@ -183,6 +185,5 @@ def write_world(cfg: WorldConfig, out_dir: str | Path) -> WorldFiles:
     write_corpus(world.passages(), files.corpus)
     write_questions(train, files.train)
     write_questions(test, files.test)
-    settings = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
-    (out / "world.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    (out / "world.json").write_text(json.dumps(cfg.model_dump(), indent=2) + "\n", encoding="utf-8")
     return files
