@@ -27,7 +27,10 @@ SCRIPTS = [
         "<think> a </think> <search> Kalo </search>",
         " <think> b </think> <answer> \\boxed{Kaloton} </answer>",
     ],
-    ["<think> a </think> <answer> \\boxed{Nowhere} </answer>"],
+    [
+        "<think> a </think> <search> Nowhere </search>",
+        " <think> c </think> <answer> \\boxed{Nowhere} </answer>",
+    ],
 ]
 
 

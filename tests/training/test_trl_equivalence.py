@@ -160,7 +160,9 @@ def test_trl_loss_and_gradients_match_the_reference(setup):
     assert trl_loss.item() == pytest.approx(ref.loss.item(), rel=1e-4, abs=1e-6)
     assert len(trl_grads) == len(ref_grads) > 0
     for a, b in zip(trl_grads, ref_grads, strict=True):
-        assert torch.allclose(a, b, rtol=1e-3, atol=1e-7)
+        # float32 with different summation orders (TRL's fused, tiled LM head): the tolerance
+        # scales with the tensor's largest gradient
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
 
 
 def test_masked_log_probs_change_neither_trl_loss_nor_gradients(setup):

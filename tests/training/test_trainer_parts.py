@@ -1,0 +1,98 @@
+"""Pieces of the adapter: the epoch-seeded data order, LoRA, the W&B switch, the step seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from research_rl.backends.scripted import ScriptedBackend
+from research_rl.config import ConfigError
+from research_rl.training.rollouts import step_seed
+from research_rl.training.run import load_train_config, train
+from research_rl.training.trainer import EpochSeededRepeatSampler
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
+
+
+def _epochs(sampler, epochs):
+    out = []
+    for e in epochs:
+        sampler.set_epoch(e)
+        out.append(list(sampler))
+    return out
+
+
+def test_data_order_of_an_epoch_depends_only_on_seed_and_epoch():
+    def make(seed=7):
+        return EpochSeededRepeatSampler(
+            list(range(12)), mini_repeat_count=3, batch_size=2, seed=seed
+        )
+
+    run = _epochs(make(), [0, 1, 2])
+    assert _epochs(make(), [2]) == run[2:]  # a run resumed in epoch 2 sees epoch 2's order
+    assert run[0] != run[1] != run[2]  # and epochs still differ
+    assert run[0][:3] == [run[0][0]] * 3  # each question repeated group-size times, together
+    assert _epochs(make(seed=8), [0]) != run[:1]
+
+
+def test_step_seeds_differ_across_steps_and_ranks_but_not_runs():
+    seeds = {step_seed(42, s, r) for s in range(1, 50) for r in range(8)}
+    assert len(seeds) == 49 * 8
+    assert step_seed(42, 3, 1) == step_seed(42, 3, 1)
+
+
+def test_wandb_without_the_package_is_a_clear_config_error(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_wandb(name, *args, **kwargs):
+        if name == "wandb":
+            raise ImportError("No module named 'wandb'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wandb)
+    cfg = load_train_config(CONFIG, {"run.wandb": True})
+    with pytest.raises(ConfigError, match="wandb is not installed"):
+        train(cfg, output_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_lora_trains_only_the_adapter_and_checkpoints_it(tmp_path):
+    cfg = load_train_config(
+        CONFIG,
+        {
+            "lora.enabled": True,
+            "lora.r": 4,
+            "grpo.max_steps": 1,
+            "run.save_every": 1,
+            "run.eval_every": 10,
+            "run.progress": False,
+        },
+    )
+    scripts = [
+        [
+            "<think> a </think> <search> Kalo </search>",
+            " <think> b </think> <answer> \\boxed{Kaloton} </answer>",
+        ],
+        [
+            "<think> a </think> <search> Nowhere </search>",
+            " <think> c </think> <answer> \\boxed{Nowhere} </answer>",
+        ],
+    ]
+    seen = {}
+
+    def factory(trainer, model):
+        seen["model"] = trainer.model
+        return seen.setdefault("b", ScriptedBackend(trainer.processing_class, default=scripts))
+
+    result = train(cfg, output_dir=tmp_path / "run", backend_factory=factory)
+    assert result.final_step == 1
+    model = seen["model"]
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    ckpt = result.last_checkpoint
+    assert (ckpt / "adapter_model.safetensors").is_file() and (
+        ckpt / "adapter_config.json"
+    ).is_file()
