@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from report_driver import JS_HELPERS, assert_offline_and_clean, open_report
 from report_synthetic import write_demo_dir, write_eval_dir, write_training_run
 
@@ -86,6 +87,20 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
     assert all("masked" in tag for tag in detail["tags"])
     assert detail["searches"] == last[searched]["search_queries"]
     assert {"seg-t", "seg-s", "seg-r", "seg-a"} <= set(detail["kinds"])
+    # Its GRPO group: the rollouts of the same question at this step, and its advantage.
+    same = [r for r in last if r["question_id"] == last[searched]["question_id"]]
+    mean = sum(r["reward"]["value"] for r in same) / len(same)
+    group_text = browser.evaluate("document.getElementById('show-group').parentNode.textContent")
+    assert group_text.startswith(f"{len(same)} rollouts of this question: mean reward ")
+    assert float(group_text.split("mean reward ")[1].split(",")[0]) == pytest.approx(mean, abs=1e-3)
+    grouped = browser.evaluate("""new Promise(resolve => {
+        document.getElementById('show-group').click();
+        requestAnimationFrame(() => resolve({shown: +document.documentElement.dataset.shown,
+            questions: __t.rows().map(r => r.querySelector('.q').textContent)}));
+    })""")
+    assert grouped["shown"] == len(same) and set(grouped["questions"]) == {same[0]["question"]}
+    browser.evaluate("document.getElementById('clear-group').click()")
+    assert browser.evaluate("+document.documentElement.dataset.shown") == len(last)
 
     # Filters, checked against counts computed here from the rollouts file.
     answered = [r for r in last if r["finish_reason"] == "answer"]

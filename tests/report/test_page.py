@@ -1,13 +1,19 @@
 import json
 import re
 
+import pytest
 from report_synthetic import HOSTILE_PASSAGE, write_eval_dir, write_training_run
 from typer.testing import CliRunner
 
 from research_rl.cli import app
 from research_rl.report import build_report
 from research_rl.report.html import embed_json
-from research_rl.report.payload import allocate, before_after_tables, tables_from
+from research_rl.report.payload import (
+    allocate,
+    before_after_tables,
+    group_advantages,
+    tables_from,
+)
 
 _DATA = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 
@@ -186,3 +192,23 @@ def test_demo_summary_compares_before_and_after():
     assert flat.columns == ["questions", "f1 after"] and flat.rows == [["all", 0.5]]
     (other,) = before_after_tables({"f1": 0.5}, "s")
     assert (other.title, other.columns, other.rows) == ("Summary (s)", ["f1"], [[0.5]])
+
+
+def test_group_advantages_match_the_core_grpo_objective():
+    import random
+
+    import torch
+
+    from research_rl.grpo import group_advantages as core_advantages
+
+    rng = random.Random(3)
+    rewards = [rng.choice([0.0, 0.1, 0.5, 1.0]) for _ in range(4 * 5)]
+    rewards[5:10] = [1.0] * 5  # a group with one reward: advantage 0
+    rows = [{"question_id": f"q{i // 5}", "reward": {"value": r}} for i, r in enumerate(rewards)]
+    ours = group_advantages(rows)
+    core = core_advantages(torch.tensor(rewards), group_size=5, scale="group").tolist()
+    assert [g[0] for g in ours] == [5] * 20
+    assert [g[2] for g in ours] == pytest.approx(core, abs=1e-5)
+    assert ours[0][1] == pytest.approx(sum(rewards[:5]) / 5)
+    cut = group_advantages(rows[:7])  # a dump that cut the second group short
+    assert cut[5:] == [None, None] and all(g is not None for g in cut[:5])

@@ -184,6 +184,32 @@ def allocate(sizes: list[int], limit: int | None) -> list[int]:
     return keep
 
 
+GRPO_STD_EPS = 1e-4  # TRL's: advantages are (r - mean) / (std + 1e-4)
+
+
+def group_advantages(rows: list[dict[str, Any]]) -> list[tuple[int, float, float] | None]:
+    """Per row of one step: (group size, group mean reward, group-normalised advantage) over the
+    rows that share its question, as ``research_rl.grpo.group_advantages`` computes them with
+    ``scale="group"`` (the default; plain Python here, so a report needs no torch). None for a row
+    without a reward, or whose group the dump cut short (fewer rows than the step's largest
+    group): an advantage over part of a group would mislead."""
+    by_question: dict[str, list[float]] = {}
+    for row in rows:
+        if row["reward"]["value"] is not None:
+            by_question.setdefault(row["question_id"], []).append(row["reward"]["value"])
+    full = max((len(v) for v in by_question.values()), default=0)
+    out: list[tuple[int, float, float] | None] = []
+    for row in rows:
+        values, r = by_question.get(row["question_id"], []), row["reward"]["value"]
+        if r is None or len(values) < 2 or len(values) < full:
+            out.append(None)
+            continue
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        out.append((len(values), mean, (r - mean) / (std + GRPO_STD_EPS)))
+    return out
+
+
 def build_payload(run: RunData, max_trajectories: int | None = None) -> Payload:
     """The page's data. With ``max_trajectories``, each group embeds only its first rows (the
     trainer writes whole question groups first); behaviour counts still use every row."""
@@ -195,13 +221,17 @@ def build_payload(run: RunData, max_trajectories: int | None = None) -> Payload:
     for gi, group in enumerate(run.groups):
         groups.append({"key": group.key, "label": group.label, "kind": group.kind,
                        "step": group.step, "count": keep[gi], "total": len(group.rows)})
+        advantages = group_advantages(group.rows) if group.kind == "step" else []
         for ri, row in enumerate(group.rows):
             parsed = segments(row["text"])
             flags = flag(row["text"], row["golden_answers"], parsed)
             if group.kind == "step" and group.step is not None:
                 flags_by_step.setdefault(group.step, []).append(flags)
             if ri < keep[gi]:
-                trajectories.append(_trajectory_json(row, gi, flags, parsed))
+                t = _trajectory_json(row, gi, flags, parsed)
+                if advantages and advantages[ri] is not None:
+                    t["grp"] = list(advantages[ri])
+                trajectories.append(t)
     counts = per_step(flags_by_step.items())
     behaviours = behaviour_chart(counts)
     tables = []

@@ -225,6 +225,7 @@
       return t => re.test(t.q) || t.a.some(a => re.test(a)) || t.s.some(x => re.test(x[1]));
     }
     let shown = [], selected = -1, term = "";
+    let sameQuestion = null; // {g, id}: only the rollouts of one question in one file
     function num(input) { const v = input.value.trim(); return v === "" ? null : Number(v); }
 
     function applyFilters() {
@@ -244,12 +245,18 @@
         if (sv === "1+" ? t.ns < 1 : sv && t.ns !== Number(sv)) return false;
         if (gv === "flagged" ? !t.fl : gv === "none" ? t.fl : gv && !(t.fl & Number(gv))) return false;
         if (matches && !matches(t)) return false;
+        if (sameQuestion && (t.g !== sameQuestion.g || t.id !== sameQuestion.id)) return false;
         return true;
       });
       const key = { rdesc: i => -(T[i].r ?? -1), rasc: i => T[i].r ?? 2, ns: i => -T[i].ns, nt: i => -(T[i].nt ?? 0) }[sort.value];
       if (key) shown.sort((a, b) => key(a) - key(b) || a - b);
       const ms = performance.now() - f0;
-      count.textContent = `${shown.length} of ${pool.length} trajectories` + (shown.length !== pool.length ? " match" : "") + ` · filtered in ${ms.toFixed(1)} ms`;
+      count.replaceChildren(`${shown.length} of ${pool.length} trajectories` + (shown.length !== pool.length ? " match" : "") + ` · filtered in ${ms.toFixed(1)} ms`);
+      if (sameQuestion) {
+        const clear = el("button", { type: "button", id: "clear-group" }, `question ${sameQuestion.id} only ✕`);
+        clear.addEventListener("click", () => { sameQuestion = null; applyFilters(); });
+        count.append(" · ", clear);
+      }
       root.dataset.shown = String(shown.length);
       root.dataset.filterMs = ms.toFixed(2);
       root.dataset.filterRuns = String(Number(root.dataset.filterRuns || 0) + 1);
@@ -340,6 +347,14 @@
       add("finish", t.fin);
       add("searches", String(t.ns));
       if (t.nt !== null) add("model tokens", String(t.nt));
+      if (t.grp) {
+        const [n, mean, adv] = t.grp;
+        const group = el("span", {}, `${n} rollouts of this question: mean reward ${fmt(mean)}, advantage ${adv >= 0 ? "+" : ""}${fmt(adv)} `);
+        const show = el("button", { type: "button", id: "show-group" }, "show them");
+        show.addEventListener("click", () => { sameQuestion = { g: t.g, id: t.id }; applyFilters(); });
+        group.appendChild(show);
+        add("GRPO group", group);
+      }
       if (t.ev.length) add("flagged", t.ev.join("; "));
       for (const [k, v] of Object.entries(t.x || {})) add(k, fmt(v));
       detail.appendChild(dl);
@@ -357,13 +372,14 @@
 
     let timer = null;
     txt.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(applyFilters, 150); });
-    for (const c of [src, fin, srch, flg, sort]) c.addEventListener("change", applyFilters);
+    src.addEventListener("change", () => { sameQuestion = null; applyFilters(); });
+    for (const c of [fin, srch, flg, sort]) c.addEventListener("change", applyFilters);
     for (const c of [rmin, rmax]) c.addEventListener("input", applyFilters);
     onStepClick = step => { // the rollouts of the nearest logged step
       let gi = -1;
       for (const i of stepGroups) if (gi < 0 || Math.abs(D.groups[i].step - step) < Math.abs(D.groups[gi].step - step)) gi = i;
       if (gi < 0) return;
-      src.value = String(gi); applyFilters();
+      src.value = String(gi); sameQuestion = null; applyFilters();
       document.getElementById("browser").scrollIntoView();
     };
     applyFilters();
