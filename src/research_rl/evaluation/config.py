@@ -61,13 +61,17 @@ class ModelSettings(StrictModel):
     """The model under evaluation and the backend that runs it.
 
     ``hf``: transformers in this process, questions in batches of ``batch_size``.
+    ``vllm``: vLLM's offline engine in this process (GPU), questions in batches of
+    ``batch_size``; ``tensor_parallel_size`` and ``gpu_memory_utilization`` go to the engine.
     ``openai``: an OpenAI-compatible ``/v1/completions`` server (vLLM, SGLang, llama.cpp) at
     ``url`` serving ``name``; ``path`` is then only the tokenizer (the same model's), used to turn
     the rollout's token ids into prompt text and back. At most ``max_in_flight`` requests wait on
     the server at once.
+    ``vllm-server``: a vLLM server at ``url``, spoken to in token ids (the exact sampled ids come
+    back, no re-tokenisation); otherwise as ``openai``.
     """
 
-    backend: Literal["hf", "openai"] = "hf"
+    backend: Literal["hf", "vllm", "openai", "vllm-server"] = "hf"
     path: str  # local directory or hub name: the model (hf) or its tokenizer (openai)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str | None = None  # hf: e.g. "cuda", "cpu"; None = cuda when available
@@ -78,11 +82,19 @@ class ModelSettings(StrictModel):
     max_in_flight: int = Field(32, ge=1)
     timeout_s: float = Field(600.0, gt=0)
     max_retries: int = Field(3, ge=0)
+    tensor_parallel_size: int = Field(1, ge=1)  # vllm
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # vllm
+
+    @property
+    def is_server(self) -> bool:
+        return self.backend in ("openai", "vllm-server")
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> ModelSettings:
-        if self.backend == "openai" and not self.url:
-            raise ValueError("backend 'openai' needs 'url' (the server's base URL, .../v1)")
+        if self.is_server and not self.url:
+            raise ValueError(
+                f"backend '{self.backend}' needs 'url' (the server's base URL, .../v1)"
+            )
         return self
 
 

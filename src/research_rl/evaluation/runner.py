@@ -212,7 +212,7 @@ class Evaluation:
         todo = [q for q in questions if q.id not in done]
         task = bar.add_task(f"{dataset} / {method}", total=len(questions),
                             completed=len(questions) - len(todo))
-        if self.cfg.model.backend == "openai":
+        if self.cfg.model.is_server:
             self._generate_pipelined(dataset, method, todo, runner, path, lambda n: bar.advance(
                 task, n))
             return
@@ -300,6 +300,22 @@ def open_evaluation(cfg: EvalConfig, progress: bool = True) -> Evaluation:
         dtype = "auto" if m.dtype == "auto" else getattr(torch, m.dtype)
         model = AutoModelForCausalLM.from_pretrained(m.path, dtype=dtype).to(device).eval()
         backend: Any = HFBackend(model, tokenizer, max_batch_size=m.batch_size)
+    elif m.backend == "vllm":
+        from research_rl.backends.vllm import VLLMBackend
+
+        backend = VLLMBackend.from_pretrained(
+            m.path, dtype=m.dtype, tensor_parallel_size=m.tensor_parallel_size,
+            gpu_memory_utilization=m.gpu_memory_utilization,
+        )
+    elif m.backend == "vllm-server":
+        from research_rl.backends.vllm import VLLMServerBackend
+
+        assert m.url is not None  # ModelSettings checks it
+        # VLLMServerBackend takes the server root; the config names the .../v1 base like openai.
+        backend = VLLMServerBackend(
+            m.url.rstrip("/").removesuffix("/v1"), model=m.name, timeout_s=m.timeout_s,
+            max_in_flight=m.max_in_flight,
+        )
     else:
         from research_rl.evaluation.openai_backend import OpenAICompletionsBackend
 
