@@ -91,6 +91,7 @@ class RunMonitor(TrainerCallback):
         self._wandb = None
         self._progress = None
         self._task = None
+        self._console = None
         self._metrics_file = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -105,14 +106,20 @@ class RunMonitor(TrainerCallback):
         if self.wandb_project:
             import wandb
 
+            # The run id lives in the run directory, so a resumed run continues the same W&B run.
+            id_file = self.run_dir / "wandb_run_id"
+            if not id_file.is_file():
+                id_file.write_text(wandb.util.generate_id(), encoding="utf-8")
             self._wandb = wandb.init(
                 project=self.wandb_project,
                 name=self.run_name or self.run_dir.name,
+                id=id_file.read_text(encoding="utf-8").strip(),
                 config=self.config_dict,
                 dir=str(self.run_dir),
                 resume="allow",
             )
         if self.show_progress:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -121,17 +128,21 @@ class RunMonitor(TrainerCallback):
                 TimeElapsedColumn,
             )
 
-            self._progress = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(
-                "", total=state.max_steps, completed=state.global_step
-            )
+            self._console = Console()
+            if self._console.is_terminal:
+                self._progress = Progress(
+                    TextColumn("[bold]train"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    TextColumn("{task.description}"),
+                    console=self._console,
+                )
+                self._progress.start()
+                self._task = self._progress.add_task(
+                    "", total=state.max_steps, completed=state.global_step
+                )
+            # Not a terminal (a log file, a cluster job): one plain line per step instead.
 
     def on_train_end(self, args, state, control, **kwargs):
         self.close()
@@ -213,7 +224,7 @@ class RunMonitor(TrainerCallback):
             self._wandb.log(
                 {k: v for k, v in record.items() if k != "step"}, step=state.global_step
             )
-        if self._progress is not None:
+        if self._console is not None:
             desc = (
                 f"reward {record.get('reward_mean', float('nan')):.3f}  "
                 f"f1 {record.get('f1', float('nan')):.3f}  "
@@ -223,7 +234,12 @@ class RunMonitor(TrainerCallback):
             )
             if "val/reward_mean" in record:
                 desc += f"  val reward {record['val/reward_mean']:.3f}"
-            self._progress.update(self._task, completed=state.global_step, description=desc)
+            if self._progress is not None:
+                self._progress.update(self._task, completed=state.global_step, description=desc)
+            else:
+                self._console.print(
+                    f"step {state.global_step}/{state.max_steps}  {desc}", soft_wrap=True
+                )
         for hook in self.extra:
             hook(record)
 

@@ -11,7 +11,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from research_rl.training import checkpoints
 from research_rl.training.config import TrainConfig, grpo_args, resolve_relative_paths
 from research_rl.training.rollouts import BackendFactory, NonFiniteError, RolloutFunction
 
-StepHook = Callable[[dict], None]  # called with each step's metrics record
+TESTED_TRL = "1.16.0"  # pinned in pyproject.toml; TRL's rollout_func hook is experimental
 
 
 @dataclass
@@ -167,6 +168,14 @@ def build_trainer(
 ):
     """The TRL trainer wired to the core: (trainer, rollout function, validator or None)."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # the rollout hook is pinned and tested
+    import trl
+
+    if trl.__version__ != TESTED_TRL:
+        warnings.warn(
+            f"trl {trl.__version__} is installed; the rollout hook and its loss mask were tested "
+            f"with trl {TESTED_TRL} (run tests/training/test_trl_equivalence.py)",
+            stacklevel=2,
+        )
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoTokenizer
