@@ -101,14 +101,10 @@ class RowLengths(StoppingCriteria):
         return (input_ids.shape[1] - self.width) >= self.lengths
 
 
-def timed(fn, repeats: int = 1):
-    """The result and the best wall time of ``repeats`` runs (the machine may be shared)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return result, best
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
 
 
 def main() -> None:
@@ -116,7 +112,9 @@ def main() -> None:
     ap.add_argument("--rollouts", type=int, default=40)
     ap.add_argument("--group", type=int, default=5)
     ap.add_argument("--max-response-tokens", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=2, help="best of N for the batched runs")
+    ap.add_argument("--chunk-tokens", type=int, default=RolloutConfig().chunk_tokens)
+    ap.add_argument("--skip-sequential", action="store_true", help="skip (b), the slow baseline")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats; the best time of each counts")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for tiny models)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -131,7 +129,7 @@ def main() -> None:
     model = make_model(tok)
     cfg = RolloutConfig(
         max_response_tokens=args.max_response_tokens, max_searches=4, topk=3,
-        max_passage_tokens=32, max_prompt_tokens=1024,
+        max_passage_tokens=32, max_prompt_tokens=1024, chunk_tokens=args.chunk_tokens,
     )
     sampling = SamplingParams(temperature=1.0, seed=0)
 
@@ -142,54 +140,61 @@ def main() -> None:
 
         engine = RolloutEngine(HFBackend(model, tok, max_batch_size=64), tok, retriever, cfg)
         engine.run(questions[:1], n=2, sampling=sampling)  # warm-up
-        trajs, t_rollout = timed(
-            lambda: engine.run(questions, n=args.group, sampling=sampling), args.repeats
-        )
+        trajs = engine.run(questions, n=args.group, sampling=sampling)
         model_tokens = sum(t.num_model_tokens for t in trajs)
+        lengths = [t.num_model_tokens for t in trajs]
         m = batch_metrics(trajs)
 
-        # (a) plain batched generate: the same prompts, the same number of model tokens.
         prompts = [t.prompt_ids for t in trajs]
         per_seq = -(-model_tokens // len(prompts))
         width = max(map(len, prompts))
         ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
         mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
 
-        def plain():
+        def generate(new_tokens: int, stopping=None):
             torch.manual_seed(0)
             return model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=per_seq, min_new_tokens=per_seq,
-                do_sample=True, temperature=1.0, top_k=0, top_p=1.0, pad_token_id=tok.pad_token_id,
+                input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                pad_token_id=tok.pad_token_id, stopping_criteria=stopping,
             )
 
-        out, t_plain = timed(plain, args.repeats)
-        plain_tokens = (out.shape[1] - width) * out.shape[0]
-
-        lengths = [t.num_model_tokens for t in trajs]
-
-        def matched():
-            torch.manual_seed(0)
-            return model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=max(lengths),
-                min_new_tokens=max(lengths), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                pad_token_id=tok.pad_token_id,
-                stopping_criteria=StoppingCriteriaList([RowLengths(width, lengths)]),
-            )
-
-        _, t_matched = timed(matched, args.repeats)
-
-        # (b) one rollout at a time through the same engine and backend.
         alone = RolloutEngine(HFBackend(model, tok, max_batch_size=1), tok, retriever, cfg)
 
         def sequential():
             got = []
             for i, q in enumerate(questions):
                 for s in range(args.group):
-                    got += alone.run([q], n=1, sampling=SamplingParams(temperature=1.0, seed=100 * i + s))
+                    sp = SamplingParams(temperature=1.0, seed=100 * i + s)
+                    got += alone.run([q], n=1, sampling=sp)
             return got
 
-        seq_trajs, t_seq = timed(sequential)
-        seq_tokens = sum(t.num_model_tokens for t in seq_trajs)
+        runs = {
+            # the rollout itself (same seed: the same trajectories every repeat)
+            "rollout": lambda: engine.run(questions, n=args.group, sampling=sampling),
+            # (a) the same prompts, every sequence the rollouts' mean number of model tokens
+            "plain": lambda: generate(per_seq),
+            # (a') each sequence as many tokens as its rollout generated
+            "matched": lambda: generate(
+                max(lengths), StoppingCriteriaList([RowLengths(width, lengths)])
+            ),
+        }
+        if not args.skip_sequential:
+            runs["sequential"] = sequential  # (b)
+        # Interleaved repeats, best time of each: load on a shared machine drifts over a run.
+        best = dict.fromkeys(runs, float("inf"))
+        results = {}
+        for _ in range(args.repeats):
+            for name, fn in runs.items():
+                results[name], seconds = timed(fn)
+                best[name] = min(best[name], seconds)
+        t_rollout, t_plain, t_matched = best["rollout"], best["plain"], best["matched"]
+        out = results["plain"]
+        plain_tokens = (out.shape[1] - width) * out.shape[0]
+        if args.skip_sequential:
+            seq_tokens, t_seq = 0, float("nan")
+        else:
+            seq_tokens, t_seq = sum(t.num_model_tokens for t in results["sequential"]), best["sequential"]
         retriever.close()
 
     rollout_tps, plain_tps, seq_tps = model_tokens / t_rollout, plain_tokens / t_plain, seq_tokens / t_seq

@@ -183,3 +183,16 @@ def test_sampler_draws_from_the_filtered_distribution():
     assert set(top2.tolist()) == {1, 2}
     nucleus, _ = sample_tokens(logits, SamplingParams(temperature=1.0, top_p=0.6), g)
     assert set(nucleus.tolist()) == {2}  # p(2) = 0.64 already reaches top_p
+
+
+def test_a_group_shares_its_prompt_pass_and_still_samples_apart(tok, model, retriever):
+    questions = [Question(f"q{i}", p, ["Paris"]) for i, p in enumerate(PROMPTS[:2])]
+    cfg = RolloutConfig(max_response_tokens=60, max_searches=2, max_passage_tokens=10, topk=2)
+    engine = RolloutEngine(HFBackend(model, tok), tok, retriever, cfg)
+    group = engine.run(questions, n=3, sampling=GREEDY)
+    single = engine.run(questions, n=1, sampling=GREEDY)
+    for k, t in enumerate(group):
+        assert t.completion_ids == single[k // 3].completion_ids
+        assert t.logprobs == pytest.approx(single[k // 3].logprobs, abs=1e-4)
+    sampled = engine.run(questions[:1], n=3, sampling=SamplingParams(temperature=1.0, seed=0))
+    assert len({tuple(t.completion_ids) for t in sampled}) == 3

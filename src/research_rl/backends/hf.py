@@ -146,7 +146,23 @@ class HFBackend:
         self, requests: Sequence[GenerationRequest], prefixes: Sequence[_Prefix | None]
     ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run every context not yet cached; returns the cache, the last logits, the attention
-        mask and each row's next position."""
+        mask and each row's next position.
+
+        Identical requests (a GRPO group shares its prompt) run once and their cache rows are
+        copied: the prompt of a group of 5 costs one forward pass, not five."""
+        keys = [(id(p), tuple(r.prompt_ids)) for r, p in zip(requests, prefixes, strict=True)]
+        first: dict[tuple[int, tuple[int, ...]], int] = {}
+        for k in keys:
+            first.setdefault(k, len(first))
+        if len(first) < len(keys):
+            unique = list(dict.fromkeys(keys))
+            pick = [keys.index(k) for k in unique]
+            cache, logits, mask, next_pos = self._prefill(
+                [requests[i] for i in pick], [prefixes[i] for i in pick]
+            )
+            expand = torch.tensor([first[k] for k in keys], device=logits.device)
+            cache.batch_select_indices(expand)
+            return cache, logits[expand], mask[expand], next_pos[expand]
         device = self.device
         cached = [len(p.ids) if p else 0 for p in prefixes]
         todo = [r.prompt_ids[c:] for r, c in zip(requests, cached, strict=True)]
