@@ -1,0 +1,136 @@
+"""Format transcripts teach the protocol only: queries and answers are random spans, drawn without
+looking at the golden answer."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from research_rl import tags
+from research_rl.demo.format_training import (
+    FormatTrainingConfig,
+    TranscriptSampler,
+    encode_transcript,
+    random_span,
+    words,
+)
+from research_rl.demo.tokenizer import PROTOCOL_TOKENS, train_tokenizer
+from research_rl.demo.world import WorldConfig, generate_world, split_questions, write_world
+from research_rl.reward import check_format
+from research_rl.rollout import format_passages, result_block
+
+CFG = WorldConfig(seed=2, countries=4, cities=12, people=40, films=40, test_per_hops=10)
+PROMPT = "Answer with search.\nUser: {question}\nAssistant:"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from research_rl.retrieval.index import build_index, load_index
+
+    root = tmp_path_factory.mktemp("world")
+    files = write_world(CFG, root)
+    build_index(files.corpus, root / "index", show_progress=False)
+    retriever = load_index(root / "index")
+    world = generate_world(CFG)
+    tok = train_tokenizer(world.vocabulary_text() + [PROMPT, " ".join(PROTOCOL_TOKENS)], 2000)
+    sampler = TranscriptSampler(
+        retriever,
+        topk=2,
+        render_prompt=lambda q: PROMPT.replace("{question}", q),
+        render_result=lambda hits: result_block(format_passages(hits, tok, 32)),
+        cfg=FormatTrainingConfig(),
+    )
+    train, _ = split_questions(world, CFG)
+    yield sampler, tok, train
+    retriever.close()
+
+
+def test_transcripts_follow_the_protocol(setup):
+    sampler, _, train = setup
+    rng = random.Random(0)
+    counts = set()
+    for q in train[:200]:
+        t = sampler.sample(q, rng)
+        valid, why = check_format(t.completion)
+        assert valid, why
+        counts.add(len(t.queries))
+        inserted = [text for text, by_model in t.segments if not by_model]
+        assert len(inserted) == len(t.queries)
+        assert all(s.startswith("\n" + tags.RESULT_OPEN) for s in inserted)
+        assert tags.last_boxed(t.completion).strip() == t.answer
+    assert counts == {0, 1, 2, 3}
+
+
+def test_queries_and_answers_are_spans_of_what_was_read(setup):
+    sampler, _, train = setup
+    rng = random.Random(1)
+    for q in train[:200]:
+        t = sampler.sample(q, rng)
+        read = " ".join(words(q.question))
+        for query, (text, _) in zip(t.queries, t.segments[1::2], strict=True):
+            assert query in read  # a span of the question or of an earlier result
+            read += " " + " ".join(words(text.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")))
+        assert t.answer in read
+
+
+def test_sampling_never_looks_at_the_golden_answer(setup):
+    sampler, _, train = setup
+    for i, q in enumerate(train[:100]):
+        decoy = dataclasses.replace(q, golden_answers=["something else entirely"])
+        assert sampler.sample(q, random.Random(i)) == sampler.sample(decoy, random.Random(i))
+
+
+def test_answers_hit_the_gold_only_at_chance_rate(setup):
+    """The gold answer is boxed about as often as a uniformly drawn one-word span of the read words
+    would box it: no bias towards (or away from) the right answer."""
+    sampler, _, train = setup
+    rng = random.Random(2)
+    hits, chance, n = 0, 0.0, 0
+    for q in train:
+        for _ in range(20):
+            t = sampler.sample(q, rng)
+            source = [w for text, by_model in t.segments if not by_model
+                      for w in words(text.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " "))]
+            if not source:
+                continue
+            n += 1
+            gold = q.golden_answers[0]
+            hits += t.answer == gold
+            # A one-word span (probability span_length_probs[0]) equal to the gold word.
+            chance += sampler.cfg.span_length_probs[0] * source.count(gold) / len(source)
+    assert n > 2000
+    assert chance > 20  # the gold is often retrieved: the test can see a bias
+    assert 0.6 * chance < hits < 1.4 * chance
+
+
+def test_random_span_lengths_and_bounds():
+    rng = random.Random(3)
+    source = [f"w{i}" for i in range(200)]
+    spans = [random_span(rng, source, [0.5, 0.3, 0.2]) for _ in range(2000)]
+    assert all(f" {s} " in f" {' '.join(source)} " for s in spans)
+    assert random_span(rng, ["only"], [0.2, 0.8]) == "only"  # cut at the end of the source
+    lengths = [len(s.split()) for s in spans]
+    assert 0.4 < lengths.count(1) / len(lengths) < 0.6
+    with pytest.raises(ValueError, match="empty source"):
+        random_span(rng, [], [1.0])
+
+
+def test_encoding_matches_the_rollout_engine_and_masks_results(setup):
+    sampler, tok, train = setup
+    t = sampler.sample(train[0], random.Random(4))
+    while not t.queries:
+        t = sampler.sample(train[0], random.Random(len(t.completion)))
+    ids, mask = encode_transcript(tok, t)
+    assert tok.decode(ids) == t.prompt + t.completion
+    prompt_len = len(tok(t.prompt, add_special_tokens=False)["input_ids"])
+    assert mask[:prompt_len] == [0] * prompt_len
+    # The masked completion tokens decode to exactly the inserted result blocks.
+    masked = tok.decode([i for i, m in zip(ids[prompt_len:], mask[prompt_len:], strict=True) if not m])
+    assert masked == "".join(text for text, by_model in t.segments if not by_model)
+    # Each inserted block is tokenised alone, as the engine does.
+    block = t.segments[1][0]
+    block_ids = tok(block, add_special_tokens=False)["input_ids"]
+    first = len(tok(t.prompt + t.segments[0][0], add_special_tokens=False)["input_ids"])
+    assert ids[first : first + len(block_ids)] == block_ids

@@ -1,0 +1,51 @@
+"""The demo tokenizer and policy load back as any Hugging Face model directory."""
+
+from __future__ import annotations
+
+import pytest
+
+from research_rl.demo.policy import PolicyConfig, create_policy, save_policy
+from research_rl.demo.tokenizer import PROTOCOL_TOKENS, train_tokenizer
+from research_rl.demo.world import WorldConfig, generate_world
+
+WORLD = generate_world(WorldConfig(seed=1, countries=3, cities=8, people=30, films=30))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(WORLD.vocabulary_text() + [" ".join(PROTOCOL_TOKENS)], vocab_size=2000)
+
+
+def test_round_trip_is_exact_even_for_unseen_text(tokenizer):
+    texts = [
+        WORLD.passages()[5].contents,
+        "<think> ok </think> <search> Where was Zyx born? </search>\n<result>\nDoc 1 (Title: A) b\n"
+        "</result>\n<answer> The final answer is \\boxed{ Émile 42 } </answer>",
+    ]
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids) == text
+        assert tokenizer.decode(ids, skip_special_tokens=True) == text  # tags are not special
+
+
+def test_protocol_tags_and_world_names_are_single_tokens(tokenizer):
+    for tag in PROTOCOL_TOKENS:
+        assert len(tokenizer(tag, add_special_tokens=False)["input_ids"]) == 1
+    names = list(WORLD.person_city)[:10]
+    for name in names:
+        assert len(tokenizer(" " + name, add_special_tokens=False)["input_ids"]) == 1
+
+
+def test_saved_policy_loads_with_auto_classes(tmp_path, tokenizer):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = create_policy(PolicyConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                       num_attention_heads=2, num_key_value_heads=2), tokenizer)
+    save_policy(model, tokenizer, tmp_path)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path))
+    loaded = AutoModelForCausalLM.from_pretrained(str(tmp_path))
+    assert tok.eos_token_id is not None and tok.pad_token_id is not None
+    assert tok.pad_token_id != tok.eos_token_id
+    assert loaded.config.model_type == "qwen2"
+    assert loaded.config.vocab_size == len(tok)
+    assert loaded.get_input_embeddings().weight.data_ptr() == loaded.get_output_embeddings().weight.data_ptr()

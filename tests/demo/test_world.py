@@ -1,0 +1,80 @@
+"""The demo world: seeded, answers only in the corpus, held-out subjects never trained on."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from research_rl.corpus import read_corpus
+from research_rl.demo.world import (
+    ONE_HOP_KINDS,
+    TWO_HOP_KINDS,
+    WorldConfig,
+    generate_world,
+    split_questions,
+    write_world,
+)
+from research_rl.questions import read_questions
+from research_rl.retrieval.tokenize import tokenize
+
+SMALL = WorldConfig(seed=3, countries=4, cities=12, people=40, films=40, test_per_hops=10)
+
+
+def test_same_seed_same_files_other_seed_other_world(tmp_path):
+    a = write_world(SMALL, tmp_path / "a")
+    b = write_world(SMALL, tmp_path / "b")
+    c = write_world(SMALL.model_copy(update={"seed": 4}), tmp_path / "c")
+    for name in ("corpus", "train", "test"):
+        assert getattr(a, name).read_bytes() == getattr(b, name).read_bytes()
+    assert a.corpus.read_bytes() != c.corpus.read_bytes()
+    assert json.loads((tmp_path / "a" / "world.json").read_text())["seed"] == 3
+
+
+def test_answer_is_never_in_the_question_and_always_in_its_passage(tmp_path):
+    files = write_world(SMALL, tmp_path)
+    passages = {p.title: p for p in read_corpus(files.corpus)}
+    questions = read_questions(files.train) + read_questions(files.test)
+    assert questions
+    for q in questions:
+        (answer,) = q.golden_answers
+        assert answer.lower() not in q.question.lower()
+        # The last entity of the chain holds the answer in its own passage, and only there among
+        # the chain's passages: each hop needs its own search.
+        chain = q.metadata["chain"]
+        assert answer in passages[chain[-1]].text
+        for earlier in chain[:-1]:
+            assert answer not in passages[earlier].text
+        assert q.metadata["hops"] == len(chain)
+
+
+def test_two_hop_questions_need_the_intermediate_entity(tmp_path):
+    world = generate_world(SMALL)
+    for q in world.questions():
+        if q.metadata["kind"] in TWO_HOP_KINDS:
+            subject, middle = q.metadata["chain"]
+            assert middle not in q.question
+            assert subject in q.question
+
+
+def test_heldout_split_is_disjoint_and_balanced():
+    world = generate_world(SMALL)
+    train, test = split_questions(world, SMALL)
+    assert {q.id for q in train}.isdisjoint({q.id for q in test})
+    train_subjects = {q.metadata["subject"] for q in train}
+    test_subjects = {q.metadata["subject"] for q in test}
+    assert train_subjects.isdisjoint(test_subjects)
+    assert test_subjects <= world.heldout
+    hops = [q.metadata["hops"] for q in test]
+    assert hops.count(1) == SMALL.test_per_hops == hops.count(2)
+    assert {q.metadata["kind"] for q in train} == set(ONE_HOP_KINDS + TWO_HOP_KINDS)
+
+
+def test_names_are_unique_rare_words(tmp_path):
+    world = generate_world(SMALL)
+    names = world.countries + list(world.city_country) + list(world.person_city) + list(
+        world.film_director
+    )
+    assert len(names) == len(set(names))
+    for name in names:
+        assert re.fullmatch(r"[A-Z][a-z]+", name)
+        assert tokenize(name) == [name.lower()]  # one BM25 term, never a stopword
