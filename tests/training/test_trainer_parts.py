@@ -96,3 +96,56 @@ def test_lora_trains_only_the_adapter_and_checkpoints_it(tmp_path):
     assert (ckpt / "adapter_model.safetensors").is_file() and (
         ckpt / "adapter_config.json"
     ).is_file()
+
+
+def _one_step_weights(out: Path, micro_batch_size: int) -> dict:
+    from safetensors.torch import load_file
+
+    cfg = load_train_config(
+        CONFIG,
+        {
+            "grpo.max_steps": 1,
+            "grpo.micro_batch_size": micro_batch_size,
+            "grpo.learning_rate": 1e-3,
+            "run.save_every": 1,
+            "run.eval_every": 10,
+            "run.progress": False,
+        },
+    )
+    scripts = [
+        [
+            "<think> a </think> <search> Kalo </search>",
+            " <think> b </think> <answer> \\boxed{Kaloton} </answer>",
+        ],
+        [
+            "<think> a </think> <search> Nowhere Kalo </search>",
+            " <think> c </think> <answer> \\boxed{Nowhere} </answer>",
+        ],
+        [
+            "<think> a </think> <search> Radaton </search>",
+            " <think> long answer here </think> <answer> \\boxed{Kaloton maybe} </answer>",
+        ],
+    ]
+    backend = {}
+
+    def factory(trainer, model):
+        return backend.setdefault("b", ScriptedBackend(trainer.processing_class, default=scripts))
+
+    result = train(cfg, output_dir=out, backend_factory=factory)
+    return load_file(str(result.last_checkpoint / "model.safetensors"))
+
+
+def test_micro_batching_does_not_change_the_step(tmp_path):
+    """Token-mean over the whole step: 10 completions in one micro-batch or in two of 5 (with
+    gradient accumulation, rollouts of different lengths) give the same update."""
+    import torch
+
+    whole = _one_step_weights(tmp_path / "whole", 10)
+    halves = _one_step_weights(tmp_path / "halves", 5)
+    from safetensors.torch import load_file
+
+    start = load_file(str(Path(load_train_config(CONFIG).model.path) / "model.safetensors"))
+    moved = [k for k in whole if not torch.equal(whole[k], start[k])]
+    assert moved  # the step did change the weights
+    for k in whole:
+        assert torch.allclose(whole[k], halves[k], rtol=1e-4, atol=1e-6), k
