@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from research_rl.backends.scripted import ScriptedBackend
 from research_rl.config import ConfigError
@@ -99,8 +101,6 @@ def test_lora_trains_only_the_adapter_and_checkpoints_it(tmp_path):
 
 
 def _one_step_weights(out: Path, micro_batch_size: int) -> dict:
-    from safetensors.torch import load_file
-
     cfg = load_train_config(
         CONFIG,
         {
@@ -138,12 +138,8 @@ def _one_step_weights(out: Path, micro_batch_size: int) -> dict:
 def test_micro_batching_does_not_change_the_step(tmp_path):
     """Token-mean over the whole step: 10 completions in one micro-batch or in two of 5 (with
     gradient accumulation, rollouts of different lengths) give the same update."""
-    import torch
-
     whole = _one_step_weights(tmp_path / "whole", 10)
     halves = _one_step_weights(tmp_path / "halves", 5)
-    from safetensors.torch import load_file
-
     start = load_file(str(Path(load_train_config(CONFIG).model.path) / "model.safetensors"))
     moved = [k for k in whole if not torch.equal(whole[k], start[k])]
     assert moved  # the step did change the weights
