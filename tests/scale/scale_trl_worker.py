@@ -75,12 +75,11 @@ def main() -> int:
         return backend
 
     import torch.distributed as dist
-    from accelerate import PartialState
-
-    # The shared accelerate state, created first with cpu=True: under torchrun without a GPU a
-    # plain PartialState() reports a single process (see the report to the trainer's owner).
-    PartialState(cpu=True)
-    dist.barrier()  # the train file is written
+    # Test scaffolding only: the ranks wait here until rank 0 has written the train file. train()
+    # itself sets up accelerate's CPU state (the bug this once had: a plain PartialState() under
+    # torchrun without a GPU reported a single process).
+    dist.init_process_group("gloo")
+    dist.barrier()
     result = train(cfg, out / "run", backend_factory=factory)
     records = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()] \
         if rank == 0 else []

@@ -233,7 +233,7 @@ def grpo_args(
         eval_strategy="no",
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        use_cpu=_no_accelerator(),
+        use_cpu=no_accelerator(),
         model_init_kwargs={
             "dtype": cfg.model.dtype,
             "trust_remote_code": cfg.model.trust_remote_code,
@@ -247,7 +247,7 @@ def grpo_args(
     return GRPOConfig(**kwargs)
 
 
-def _no_accelerator() -> bool:
+def no_accelerator() -> bool:
     import torch
 
     return not torch.cuda.is_available()

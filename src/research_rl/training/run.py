@@ -20,7 +20,12 @@ from typing import Any
 from research_rl.config import ConfigError, dump_config, load_config
 from research_rl.questions import Question, QuestionFileError, read_questions
 from research_rl.training import checkpoints
-from research_rl.training.config import TrainConfig, grpo_args, resolve_relative_paths
+from research_rl.training.config import (
+    TrainConfig,
+    grpo_args,
+    no_accelerator,
+    resolve_relative_paths,
+)
 from research_rl.training.rollouts import BackendFactory, NonFiniteError, RolloutFunction
 
 TESTED_TRL = "1.16.0"  # pinned in pyproject.toml; TRL's rollout_func hook is experimental
@@ -207,7 +212,9 @@ def build_trainer(
     args = grpo_args(
         cfg,
         checkpoints.checkpoints_dir(run_dir) / checkpoints.PARTIAL_DIR,
-        world_size=PartialState().num_processes,
+        # cpu= must be decided here, first: under torchrun without a GPU a plain PartialState()
+        # settles on a single process and the ranks would each think they are alone.
+        world_size=PartialState(cpu=no_accelerator()).num_processes,
     )
     trainer = ResearchGRPOTrainer(
         model=cfg.model.path,
