@@ -117,7 +117,7 @@ def test_research_serve_end_to_end(bm25_dir, world, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cfg = tmp_path / "serve.yaml"
-    cfg.write_text("max_topk: 3\n")
+    cfg.write_text("max_topk: 3\nnum_threads: 1\n")
     research = Path(sys.executable).with_name("research")
     proc = subprocess.Popen(
         [str(research), "serve", "--index", str(bm25_dir), "--port", str(port), "--config", str(cfg)],

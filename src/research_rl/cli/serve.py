@@ -41,6 +41,12 @@ def serve(
     from research_rl.retrieval.server import create_app
 
     cfg = load_config(config, ServerConfig) if config is not None else ServerConfig()
+    if cfg.num_threads is not None:
+        import faiss
+        import torch
+
+        torch.set_num_threads(cfg.num_threads)
+        faiss.omp_set_num_threads(cfg.num_threads)
     retriever = load_index(index, corpus=corpus, encoder=encoder)
     print(
         f"serving {retriever.kind} index {index} ({retriever.num_docs} passages) on "

@@ -42,3 +42,6 @@ class ServerConfig(StrictModel):
     coalesce: bool = True
     max_batch_queries: int = Field(256, ge=1)
     batch_wait_ms: float = Field(2.0, ge=0)
+    # Intra-op threads for the encoder and FAISS (None: the libraries' default, one per core). On a
+    # machine shared with other busy processes, fewer threads avoid OpenMP oversubscription.
+    num_threads: int | None = Field(None, ge=1)
