@@ -3,6 +3,7 @@ built from it once per session, and a real uvicorn server on a free loopback por
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -97,10 +98,32 @@ def bm25_dir(world, tmp_path_factory) -> Path:
     return out
 
 
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """On the small shared machines tests run on, multi-threaded torch mostly waits for its own
+    descheduled OpenMP threads; one thread encodes several times faster. Restored afterwards so
+    other test folders keep their settings."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture(scope="session")
 def dense_dir(world, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("idx") / "dense"
-    build_index(world.corpus, out, kind="dense", show_progress=False)
+    with one_torch_thread():
+        build_index(world.corpus, out, kind="dense", show_progress=False)
     return out
 
 

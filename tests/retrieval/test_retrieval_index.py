@@ -162,6 +162,8 @@ def test_retriever_config_needs_exactly_one_target(bm25_dir):
     for bad in ({}, {"index": "a", "url": "http://b"}):
         with pytest.raises(ConfigError, match="exactly one of 'index'"):
             validate_config(bad, RetrieverConfig, "retriever.yaml")
+    with pytest.raises(ConfigError, match="'corpus' and 'encoder' pin an in-process index"):
+        validate_config({"url": "http://b", "encoder": "e"}, RetrieverConfig, "retriever.yaml")
     with pytest.raises(ConfigError, match="unknown key 'topk'"):
         validate_config({"index": "a", "topk": 3}, RetrieverConfig, "retriever.yaml")
     retriever = make_retriever(RetrieverConfig(index=str(bm25_dir)))

@@ -27,6 +27,11 @@ class RetrieverConfig(StrictModel):
     def _exactly_one_target(self) -> RetrieverConfig:
         if (self.index is None) == (self.url is None):
             raise ValueError("set exactly one of 'index' (in-process) or 'url' (HTTP service)")
+        if self.url is not None and (self.corpus is not None or self.encoder is not None):
+            raise ValueError(
+                "'corpus' and 'encoder' pin an in-process index; with 'url' the server checks "
+                "them (research serve --corpus/--encoder)"
+            )
         return self
 
 
