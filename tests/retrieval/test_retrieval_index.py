@@ -9,7 +9,7 @@ import pytest
 
 from research_rl.config import ConfigError, validate_config
 from research_rl.corpus import CorpusError
-from research_rl.retrieval import RetrieverConfig, make_retriever
+from research_rl.retrieval import Retriever, RetrieverConfig, make_retriever
 from research_rl.retrieval.dense import DEFAULT_ENCODER
 from research_rl.retrieval.index import build_index, load_index
 from research_rl.retrieval.manifest import IndexLoadError, Manifest
@@ -167,4 +167,5 @@ def test_retriever_config_needs_exactly_one_target(bm25_dir):
     with pytest.raises(ConfigError, match="unknown key 'topk'"):
         validate_config({"index": "a", "topk": 3}, RetrieverConfig, "retriever.yaml")
     retriever = make_retriever(RetrieverConfig(index=str(bm25_dir)))
+    assert isinstance(retriever, Retriever)
     assert retriever.search(["born"], 1)[0][0].score > 0

@@ -186,3 +186,10 @@ def test_query_without_known_terms_answers_empty_lists(client):
     body = client.post("/retrieve", json={"queries": ["zzqx", "born"], "topk": 2}).json()
     assert body["result"][0] == [] and len(body["result"][1]) == 2
     assert json.loads(json.dumps(body)) == body
+
+
+def test_an_app_can_be_started_again(bm25):
+    app = create_app(bm25)
+    for _ in range(2):
+        with TestClient(app) as c:
+            assert len(c.post("/retrieve", json={"query": "born", "k": 2}).json()["result"][0]) == 2

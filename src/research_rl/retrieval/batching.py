@@ -31,13 +31,16 @@ class Coalescer:
         self._max_batch = max_batch_queries
         self._wait_s = wait_s
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        # One worker thread: searches never overlap, and the event loop stays free to accept
-        # (and queue) requests while a batch runs.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval-batch")
+        self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task | None = None
         self.batches = 0  # batches run so far (reported by /health)
 
     def start(self) -> None:
+        """Start the worker on the running event loop (an app may be started more than once)."""
+        self._queue = asyncio.Queue()
+        # One worker thread: searches never overlap, and the event loop stays free to accept
+        # (and queue) requests while a batch runs.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval-batch")
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -45,9 +48,14 @@ class Coalescer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=False, cancel_futures=True)
+            self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     async def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
+        if self._task is None:
+            raise RuntimeError("the coalescer is not running (start() it inside the event loop)")
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(queries, topk, future))
         return await future
