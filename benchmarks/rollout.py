@@ -6,7 +6,10 @@ tokens per second of 40 search-interleaved rollouts (RolloutEngine + HFBackend),
     generates the rollouts' mean length (the ideal: the batch is full at every step), and
 (a') the same, but each sequence generates as many tokens as its rollout did (the same work as the
     rollouts, whose lengths vary: ``generate`` runs until its longest sequence is done), and
-(b) a per-rollout sequential loop (the same engine, one rollout at a time).
+(b) a per-rollout sequential loop: the same engine and backend, one rollout at a time (a strict
+    baseline: it keeps the backend's KV-cache reuse across turns), and
+(b') the naive per-rollout loop: one rollout at a time, each turn a ``model.generate`` call with
+    ``stop_strings`` on the whole context.
 Targets: rollout >= 0.8 x (a) and >= 4 x (b). Every figure is measured in this run.
 
     python benchmarks/rollout.py [--rollouts 40] [--threads 1]
@@ -32,7 +35,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from research_rl.backends.base import SamplingParams
+from research_rl.backends.base import GenerationOutput, GenerationRequest, SamplingParams
 from research_rl.backends.hf import HFBackend
 from research_rl.corpus import Passage, write_corpus
 from research_rl.metrics import batch_metrics
@@ -89,6 +92,33 @@ def make_model(tok: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
         for token, b in bias.items():
             model.lm_head.weight[tok.convert_tokens_to_ids(token), 0] = b / 11.0
     return model
+
+
+class NaiveGenerateBackend:
+    """Each request alone through ``model.generate`` with ``stop_strings``: the usual loop."""
+
+    def __init__(self, model: Qwen2ForCausalLM, tok: PreTrainedTokenizerFast) -> None:
+        self.model, self.tok = model, tok
+
+    def generate(self, requests: list[GenerationRequest], sampling: SamplingParams):
+        outputs = []
+        for r in requests:
+            ids = torch.tensor([r.prompt_ids])
+            out = self.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=r.max_new_tokens,
+                do_sample=True, temperature=sampling.temperature, top_k=0, top_p=1.0,
+                stop_strings=r.stop, tokenizer=self.tok, pad_token_id=self.tok.pad_token_id,
+            )
+            new = out[0, ids.shape[1] :].tolist()
+            text = self.tok.decode(new)
+            stop = next((s for s in r.stop if s in text), None)
+            if new and new[-1] == self.tok.eos_token_id:
+                outputs.append(GenerationOutput(new, "eos"))
+            elif stop is not None:
+                outputs.append(GenerationOutput(new, "stop", stop))
+            else:
+                outputs.append(GenerationOutput(new, "length"))
+        return outputs
 
 
 class RowLengths(StoppingCriteria):
@@ -160,13 +190,16 @@ def main() -> None:
             )
 
         alone = RolloutEngine(HFBackend(model, tok, max_batch_size=1), tok, retriever, cfg)
+        naive_cfg = cfg.model_copy(update={"chunk_tokens": 0})
+        naive = RolloutEngine(NaiveGenerateBackend(model, tok), tok, retriever, naive_cfg)
 
-        def sequential():
+        def one_at_a_time(eng):
             got = []
             for i, q in enumerate(questions):
                 for s in range(args.group):
+                    torch.manual_seed(100 * i + s)
                     sp = SamplingParams(temperature=1.0, seed=100 * i + s)
-                    got += alone.run([q], n=1, sampling=sp)
+                    got += eng.run([q], n=1, sampling=sp)
             return got
 
         runs = {
@@ -180,7 +213,8 @@ def main() -> None:
             ),
         }
         if not args.skip_sequential:
-            runs["sequential"] = sequential  # (b)
+            runs["sequential"] = lambda: one_at_a_time(alone)  # (b)
+            runs["naive"] = lambda: one_at_a_time(naive)  # (b')
         # Interleaved repeats, best time of each: load on a shared machine drifts over a run.
         best = dict.fromkeys(runs, float("inf"))
         results = {}
@@ -192,9 +226,10 @@ def main() -> None:
         out = results["plain"]
         plain_tokens = (out.shape[1] - width) * out.shape[0]
         if args.skip_sequential:
-            seq_tokens, t_seq = 0, float("nan")
+            seq_tokens, t_seq, naive_tokens, t_naive = 0, float("nan"), 0, float("nan")
         else:
             seq_tokens, t_seq = sum(t.num_model_tokens for t in results["sequential"]), best["sequential"]
+            naive_tokens, t_naive = sum(t.num_model_tokens for t in results["naive"]), best["naive"]
         retriever.close()
 
     rollout_tps, plain_tps, seq_tps = model_tokens / t_rollout, plain_tokens / t_plain, seq_tokens / t_seq
@@ -212,9 +247,11 @@ def main() -> None:
     print(f"(a) plain batched generate: {plain_tokens} tokens in {t_plain:.2f}s = {plain_tps:.0f} tok/s")
     print(f"(a') generate, per-sequence lengths as the rollouts': {model_tokens} tokens in {t_matched:.2f}s = {model_tokens / t_matched:.0f} tok/s")
     print(f"(b) sequential per-rollout loop: {seq_tokens} tokens in {t_seq:.2f}s = {seq_tps:.0f} tok/s")
+    print(f"(b') naive per-rollout generate loop: {naive_tokens} tokens in {t_naive:.2f}s = {naive_tokens / t_naive:.0f} tok/s")
     print(f"rollout / (a) = {rollout_tps / plain_tps:.2f} (target >= 0.8)")
     print(f"rollout / (a') = {rollout_tps * t_matched / model_tokens:.2f}")
     print(f"rollout / (b) = {rollout_tps / seq_tps:.2f} (target >= 4)")
+    print(f"rollout / (b') = {rollout_tps * t_naive / max(naive_tokens, 1):.2f} (target >= 4)")
 
 
 if __name__ == "__main__":
