@@ -142,6 +142,11 @@ def test_build_refuses_bad_input(world, tmp_path):
         build_index(empty, tmp_path / "c")
     with pytest.raises(ValueError, match="only apply to --kind dense"):
         build_index(world.corpus, tmp_path / "d", encoder="x")
+    with pytest.raises(ValueError, match="unknown FAISS index type 'ivf'"):
+        build_index(world.corpus, tmp_path / "e", kind="dense", faiss="ivf")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="exists and is not a directory"):
+        build_index(world.corpus, tmp_path / "file")
     assert not (tmp_path / "b").exists() and not (tmp_path / "b.building").exists()
 
 

@@ -62,8 +62,12 @@ def build_index(
         raise ValueError(f"unknown index kind {kind!r}; choose 'bm25' or 'dense'")
     if kind == "bm25" and (encoder or query_prefix or passage_prefix):
         raise ValueError("--encoder and the prefixes only apply to --kind dense")
+    if faiss not in ("flat", "hnsw"):
+        raise ValueError(f"unknown FAISS index type {faiss!r}; choose 'flat' or 'hnsw'")
     if not corpus.is_file():
         raise FileNotFoundError(f"{corpus}: corpus file not found")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir}: exists and is not a directory")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir}: already exists and is not empty (use --overwrite)")
 
