@@ -4,6 +4,12 @@ Every active rollout generates until ``</search>``, ``</answer>``, end of sequen
 budget. The queries of the turn go to the retriever in one batched call, ``<result>…</result>`` is
 appended as tokens with loss mask 0, and the rollouts still going continue together.
 
+Generation runs in chunks of ``chunk_tokens``: a rollout that stopped to search rejoins the batch
+at the next chunk instead of idling until the longest turn in the batch ends. A turn cut by a chunk
+continues in the next call (the backend reuses its KV cache); a stop string split across two calls
+is found by the engine, which drops the tokens sampled after it, exactly as if generation had
+stopped there. A round's queries still go to the retriever in one batched call.
+
 Model tokens are kept exactly as the backend sampled them: the engine only decodes them (to find
 the query and to build ``text``), it never re-encodes them. Only the system's inserted text is
 encoded, on its own, starting and ending with a newline so the token boundary is clean.
