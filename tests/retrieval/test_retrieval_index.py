@@ -174,3 +174,38 @@ def test_retriever_config_needs_exactly_one_target(bm25_dir):
     retriever = make_retriever(RetrieverConfig(index=str(bm25_dir)))
     assert isinstance(retriever, Retriever)
     assert retriever.search(["born"], 1)[0][0].score > 0
+
+
+def test_passages_are_read_back_exactly(tmp_path):
+    # Blank lines, CRLF endings and non-ASCII text: hits must carry exactly what read_corpus reads.
+    from research_rl.corpus import read_corpus
+    from research_rl.retrieval.passages import PassageStore
+
+    rows = [
+        {"id": "a", "contents": "Zürich\nZürich liegt am Zürichsee."},
+        {"id": "b", "title": "東京", "text": "東京 is the capital of Japan"},
+        {"id": "c", "contents": 'Quote\nhe said "hello" \\ goodbye'},
+    ]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_bytes(
+        b"\n".join(
+            [
+                b"",
+                json.dumps(rows[0]).encode(),
+                b"  ",
+                json.dumps(rows[1], ensure_ascii=False).encode() + b"\r",
+                json.dumps(rows[2]).encode(),
+            ]
+        )
+        + b"\n"
+    )
+    expected = list(read_corpus(corpus))
+    store = PassageStore(corpus)
+    assert [store[i] for i in range(len(store))] == expected
+    store.close()
+    build_index(corpus, tmp_path / "idx", show_progress=False)
+    retriever = load_index(tmp_path / "idx")
+    assert [
+        retriever.search([q], 1)[0][0].passage for q in ("zürichsee", "東京", "hello")
+    ] == expected
+    retriever.close()

@@ -2,7 +2,7 @@
 
 An index directory holds ``manifest.json``, ``corpus.jsonl`` (a byte copy of the corpus, so the
 directory is self-contained and hits carry their passages) and the kind's own files (``bm25/`` or
-``faiss.index``).
+``faiss.index``). Passages are read from the copy on demand (see ``passages.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 from research_rl.corpus import CorpusError, Passage, file_checksum, read_corpus
 from research_rl.retrieval.base import Hit
 from research_rl.retrieval.manifest import IndexLoadError, Manifest
+from research_rl.retrieval.passages import PassageStore
 
 CORPUS_COPY = "corpus.jsonl"
 Kind = Literal["bm25", "dense"]
@@ -134,13 +135,13 @@ def build_index(
 
 
 class IndexRetriever:
-    """The in-process retriever: an index and its passages in this process's memory.
+    """The in-process retriever: an index in this process's memory, passages read on demand.
 
     Thread-safe: searches are serialised, because the encoder and FAISS already use every core.
     """
 
     def __init__(
-        self, manifest: Manifest, backend: _Backend, passages: list[Passage], index_dir: Path
+        self, manifest: Manifest, backend: _Backend, passages: PassageStore, index_dir: Path
     ):
         self.manifest = manifest
         self.index_dir = index_dir
@@ -166,7 +167,7 @@ class IndexRetriever:
         return [[Hit(self._passages[i], score) for i, score in row] for row in rows]
 
     def close(self) -> None:
-        """Nothing to release; present for the Retriever protocol."""
+        self._passages.close()
 
 
 def load_index(
@@ -197,7 +198,7 @@ def load_index(
         raise IndexLoadError(f"{index_dir}: missing {CORPUS_COPY}; the index is incomplete")
     if verify_checksum:
         manifest.check_corpus(file_checksum(copy), f"{copy} (the index's corpus copy)")
-    passages = _read_passages(copy, str(copy))
+    passages = PassageStore(copy)
     backend: _Backend
     if manifest.kind == "bm25":
         from research_rl.retrieval.bm25 import SUBDIR, BM25Index
