@@ -196,3 +196,13 @@ def test_a_group_shares_its_prompt_pass_and_still_samples_apart(tok, model, retr
         assert t.logprobs == pytest.approx(single[k // 3].logprobs, abs=1e-4)
     sampled = engine.run(questions[:1], n=3, sampling=SamplingParams(temperature=1.0, seed=0))
     assert len({tuple(t.completion_ids) for t in sampled}) == 3
+
+
+def test_kept_caches_respect_their_memory_budget(tok, model):
+    reqs = requests(tok, PROMPTS, [5] * 5, [[]] * 5)
+    backend = HFBackend(model, tok, max_kept_bytes=0)
+    outs = backend.generate(reqs, GREEDY)
+    assert backend._prefixes == []
+    roomy = HFBackend(model, tok)
+    assert [o.token_ids for o in roomy.generate(reqs, GREEDY)] == [o.token_ids for o in outs]
+    assert len(roomy._prefixes) == 5 and 0 < roomy._kept_bytes <= roomy.max_kept_bytes

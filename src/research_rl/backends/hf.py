@@ -88,16 +88,25 @@ class HFBackend:
     """A transformers causal LM behind the generation protocol (``backends.base``)."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, max_batch_size: int = 64, reuse_prefix: bool = True
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_batch_size: int = 64,
+        reuse_prefix: bool = True,
+        max_kept_bytes: int = 2 << 30,
     ) -> None:
-        """``reuse_prefix``: keep finished sequences' KV caches for the next call (see above)."""
+        """``reuse_prefix``: keep finished sequences' KV caches for the next call (see above), at
+        most ``max_kept_bytes`` of them (a 7B model's cache is about 0.1 MB a token); sequences
+        past the budget are run again from their start next time."""
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.reuse_prefix = reuse_prefix
+        self.max_kept_bytes = max_kept_bytes
         self._prefixes: list[_Prefix] = []  # from the previous call only
+        self._kept_bytes = 0
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id: int = pad if pad is not None else min(self.eos_ids)
@@ -112,7 +121,8 @@ class HFBackend:
         generator = None
         if not sampling.greedy and sampling.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
-        previous, self._prefixes = self._prefixes, []
+        previous = self._prefixes
+        self.clear_prefix_cache()
         prefixes = [self._match(r.prompt_ids, previous) for r in requests]
         # Similar lengths share a chunk, so little compute goes to padding.
         order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids))
@@ -129,7 +139,7 @@ class HFBackend:
     def clear_prefix_cache(self) -> None:
         """Forget the kept KV caches: they are only valid for the weights that computed them.
         ``RolloutEngine.run`` calls this when it starts and when it ends."""
-        self._prefixes = []
+        self._prefixes, self._kept_bytes = [], 0
 
     @staticmethod
     def _match(context: list[int], prefixes: list[_Prefix]) -> _Prefix | None:
@@ -200,9 +210,15 @@ class HFBackend:
         return out.past_key_values, out.logits[:, -1, :], mask, positions[:, -1] + 1
 
     def _keep_prefix(self, cache: Any, row: int, mask: torch.Tensor, ids: list[int]) -> None:
+        size = sum(
+            2 * layer.keys[row].numel() * layer.keys.element_size() for layer in cache.layers
+        )  # an upper bound: the row's padding included
+        if self._kept_bytes + size > self.max_kept_bytes:
+            return
         real = mask[row].bool()
         layers = [(layer.keys[row][:, real], layer.values[row][:, real]) for layer in cache.layers]
         self._prefixes.append(_Prefix(ids, layers))
+        self._kept_bytes += size
 
     @torch.inference_mode()
     def _generate_batch(
