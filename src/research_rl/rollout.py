@@ -209,12 +209,11 @@ class RolloutEngine:
         found = [(text.find(s), s) for s in tags.STOP_STRINGS if s in text]
         if not found:
             return None
-        pos, stop = min(found)
-        end = pos + len(stop)
-        lo, hi = 1, len(ids)  # the shortest prefix whose text reaches past the stop's end
+        _, stop = min(found)
+        lo, hi = 1, len(ids)  # the shortest prefix whose text holds the stop string
         while lo < hi:
             mid = (lo + hi) // 2
-            if len(self.tokenizer.decode(ids[:mid], skip_special_tokens=False)) >= end:
+            if stop in self.tokenizer.decode(ids[:mid], skip_special_tokens=False):
                 hi = mid
             else:
                 lo = mid + 1
