@@ -206,3 +206,20 @@ def test_kept_caches_respect_their_memory_budget(tok, model):
     roomy = HFBackend(model, tok)
     assert [o.token_ids for o in roomy.generate(reqs, GREEDY)] == [o.token_ids for o in outs]
     assert len(roomy._prefixes) == 5 and 0 < roomy._kept_bytes <= roomy.max_kept_bytes
+
+
+def test_sliding_window_models_keep_transformers_cache(tok):
+    from research_rl.backends.hf import _roomy_cache
+
+    cfg = Qwen2Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True, sliding_window=8,
+        max_window_layers=0, attn_implementation="eager",
+    )
+    assert _roomy_cache(cfg, 10) is None
+    torch.manual_seed(0)
+    m = Qwen2ForCausalLM(cfg).eval()
+    reqs = requests(tok, PROMPTS[:3], [12, 5, 9], [[]] * 3)
+    batch = HFBackend(m, tok).generate(reqs, GREEDY)
+    for req, got in zip(reqs, batch, strict=True):
+        assert got.token_ids == HFBackend(m, tok).generate([req], GREEDY)[0].token_ids

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from research_rl.backends.base import GenerationOutput, GenerationRequest, SamplingParams
 from research_rl.backends.stopping import StopWatcher
@@ -76,6 +77,53 @@ def sample_tokens(
     return tokens, scaled.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
 
 
+class _RoomyLayer(DynamicLayer):
+    """A KV cache layer that writes new tokens into spare room reserved up front, instead of
+    concatenating (which copies the whole cache at every step: most of a batched step's time on
+    CPU). ``keys`` / ``values`` are views of the filled part."""
+
+    def __init__(self, reserve: int) -> None:
+        super().__init__()
+        self.reserve = reserve
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+        self._len = 0
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n = key_states.shape[-2]
+        if self._k is None or self._v is None or self._len + n > self._k.shape[-2]:
+            shape = (*key_states.shape[:2], self._len + n + self.reserve, key_states.shape[-1])
+            k, v = key_states.new_empty(shape), value_states.new_empty(shape)
+            if self._k is not None and self._v is not None:
+                k[:, :, : self._len] = self._k[:, :, : self._len]
+                v[:, :, : self._len] = self._v[:, :, : self._len]
+            self._k, self._v = k, v
+        self._k[:, :, self._len : self._len + n] = key_states
+        self._v[:, :, self._len : self._len + n] = value_states
+        self._len += n
+        self.keys, self.values = self._k[:, :, : self._len], self._v[:, :, : self._len]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self._k is not None and self._v is not None:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self.keys, self.values = self._k[:, :, : self._len], self._v[:, :, : self._len]
+
+
+def _roomy_cache(config: Any, reserve: int) -> DynamicCache | None:
+    """A cache of ``_RoomyLayer``s, or None when the model has other layer kinds (sliding window,
+    linear attention): those keep transformers' own cache."""
+    cache = DynamicCache(config=config)
+    if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return None
+    cache.layers = [_RoomyLayer(reserve) for _ in cache.layers]
+    return cache
+
+
 @dataclass
 class _Prefix:
     """The KV cache of one finished sequence: ``ids`` are the tokens it covers."""
@@ -103,7 +151,8 @@ class HFBackend:
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
-        self.reuse_prefix = reuse_prefix
+        # Kept caches need whole-sequence layers: a sliding-window layer has dropped the start.
+        self.reuse_prefix = reuse_prefix and _roomy_cache(model.config, 0) is not None
         self.max_kept_bytes = max_kept_bytes
         self._prefixes: list[_Prefix] = []  # from the previous call only
         self._kept_bytes = 0
@@ -153,7 +202,10 @@ class HFBackend:
         return best
 
     def _prefill(
-        self, requests: Sequence[GenerationRequest], prefixes: Sequence[_Prefix | None]
+        self,
+        requests: Sequence[GenerationRequest],
+        prefixes: Sequence[_Prefix | None],
+        reserve: int,
     ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run every context not yet cached; returns the cache, the last logits, the attention
         mask and each row's next position.
@@ -168,7 +220,7 @@ class HFBackend:
             unique = list(dict.fromkeys(keys))
             pick = [keys.index(k) for k in unique]
             cache, logits, mask, next_pos = self._prefill(
-                [requests[i] for i in pick], [prefixes[i] for i in pick]
+                [requests[i] for i in pick], [prefixes[i] for i in pick], reserve
             )
             expand = torch.tensor([first[k] for k in keys], device=logits.device)
             cache.batch_select_indices(expand)
@@ -186,7 +238,7 @@ class HFBackend:
             mask[row, width_c + width_n - len(t) :] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]
-        cache = None
+        cache = _roomy_cache(self.model.config, reserve)
         if width_c:
             ref = next(p for p in prefixes if p is not None).layers
             data = []
@@ -198,7 +250,11 @@ class HFBackend:
                         k[row, :, width_c - c :] = p.layers[layer][0]
                         v[row, :, width_c - c :] = p.layers[layer][1]
                 data.append((k, v))
-            cache = DynamicCache(data, config=self.model.config)
+            if cache is None:
+                cache = DynamicCache(data, config=self.model.config)
+            else:
+                for layer, (k, v) in enumerate(data):
+                    cache.update(k, v, layer)
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -238,8 +294,9 @@ class HFBackend:
         rows = [i for i in range(n) if outputs[i] is None]  # batch row -> request index
         if not rows:
             return outputs  # type: ignore[return-value]
+        reserve = max(requests[i].max_new_tokens for i in rows)
         cache, logits, mask, next_pos = self._prefill(
-            [requests[i] for i in rows], [prefixes[i] for i in rows]
+            [requests[i] for i in rows], [prefixes[i] for i in rows], reserve
         )
         device = self.device
 
