@@ -223,3 +223,27 @@ def test_sliding_window_models_keep_transformers_cache(tok):
     batch = HFBackend(m, tok).generate(reqs, GREEDY)
     for req, got in zip(reqs, batch, strict=True):
         assert got.token_ids == HFBackend(m, tok).generate([req], GREEDY)[0].token_ids
+
+
+def test_continuing_and_extended_contexts_in_one_call(tok, model, monkeypatch):
+    """Rows that only continue (one new token) and rows with a long insertion are prefilled apart
+    and merged; the result equals running every context from scratch."""
+    import research_rl.backends.hf as hf
+
+    merges = []
+    merge = hf._merge
+    monkeypatch.setattr(hf, "_merge", lambda *a: merges.append(1) or merge(*a))
+    backend = HFBackend(model, tok)
+    first = backend.generate(requests(tok, PROMPTS, [6, 3, 8, 5, 4], [[]] * 5), GREEDY)
+    block = tok.encode("\n<result>\nDoc 1 (Title: Paris) Paris is the capital of France.\n</result>\n")
+    contexts = [
+        tok.encode(p) + o.token_ids + (block if k % 2 else [])
+        for k, (p, o) in enumerate(zip(PROMPTS, first, strict=True))
+    ]
+    second = backend.generate([GenerationRequest(c, 12, []) for c in contexts], GREEDY)
+    assert merges
+    fresh = HFBackend(model, tok, reuse_prefix=False)
+    for c, got in zip(contexts, second, strict=True):
+        (want,) = fresh.generate([GenerationRequest(c, 12, [])], GREEDY)
+        assert got.token_ids == want.token_ids
+        assert got.logprobs == pytest.approx(want.logprobs, abs=1e-4)

@@ -124,6 +124,37 @@ def _roomy_cache(config: Any, reserve: int) -> DynamicCache | None:
     return cache
 
 
+_SHORT = 4  # new tokens of a row that only continues its previous call
+
+
+def _merge(
+    parts: list[tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]], reserve: int, config: Any
+) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Stack prefill results along the batch, left-padding the narrower caches (the padding is
+    masked out). None when the caches are not whole-sequence ones."""
+    cache = _roomy_cache(config, reserve)
+    if cache is None:
+        return None
+    width = max(mask.shape[1] for _, _, mask, _ in parts)
+
+    def pad(t: torch.Tensor, dim: int) -> torch.Tensor:
+        missing = width - t.shape[dim]
+        if not missing:
+            return t
+        shape = list(t.shape)
+        shape[dim] = missing
+        return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+    for layer in range(len(cache.layers)):
+        k = torch.cat([pad(c.layers[layer].keys, 2) for c, _, _, _ in parts])
+        v = torch.cat([pad(c.layers[layer].values, 2) for c, _, _, _ in parts])
+        cache.update(k, v, layer)
+    mask = torch.cat([pad(m, 1) for _, _, m, _ in parts])
+    logits = torch.cat([lg for _, lg, _, _ in parts])
+    next_pos = torch.cat([p for _, _, _, p in parts])
+    return cache, logits, mask, next_pos
+
+
 @dataclass
 class _Prefix:
     """The KV cache of one finished sequence: ``ids`` are the tokens it covers."""
@@ -225,9 +256,28 @@ class HFBackend:
             expand = torch.tensor([first[k] for k in keys], device=logits.device)
             cache.batch_select_indices(expand)
             return cache, logits[expand], mask[expand], next_pos[expand]
-        device = self.device
         cached = [len(p.ids) if p else 0 for p in prefixes]
         todo = [r.prompt_ids[c:] for r, c in zip(requests, cached, strict=True)]
+        # Rows that only continue (a token or so) would be padded to the inserted results' length:
+        # run them apart and merge the caches.
+        short = [i for i, t in enumerate(todo) if len(t) <= _SHORT]
+        if short and len(short) < len(todo) and max(map(len, todo)) > 4 * _SHORT:
+            long = [i for i in range(len(todo)) if len(todo[i]) > _SHORT]
+            parts = [
+                self._prefill([requests[i] for i in group], [prefixes[i] for i in group], reserve)
+                for group in (short, long)
+            ]
+            merged = _merge(parts, reserve, self.model.config)
+            if merged is not None:
+                order = short + long
+                back = torch.empty(len(order), dtype=torch.long, device=self.device)
+                back[torch.tensor(order, device=self.device)] = torch.arange(
+                    len(order), device=self.device
+                )
+                cache, logits, mask, next_pos = merged
+                cache.batch_select_indices(back)
+                return cache, logits[back], mask[back], next_pos[back]
+        device = self.device
         width_c, width_n = max(cached), max(map(len, todo))
         rows = len(requests)
         ids = torch.full((rows, width_n), self.pad_id, dtype=torch.long)
