@@ -18,7 +18,7 @@ def test_http_and_in_process_are_interchangeable(kind, request, world, live_serv
     url = live_server(create_app(local))
     remote = make_retriever(RetrieverConfig(url=url))
     assert isinstance(remote, HTTPRetriever)
-    queries = [q for q, _ in world.queries[:8]] + ["zzqx unknown words", "born"]
+    queries = [q for q, _ in world.queries[:8]] + ["zzqx unknown words", "", "born", " \t"]
     try:
         for topk in (1, 5):
             got, want = remote.search(queries, topk), local.search(queries, topk)
@@ -27,7 +27,7 @@ def test_http_and_in_process_are_interchangeable(kind, request, world, live_serv
             ]
             for g_row, w_row in zip(got, want, strict=True):
                 assert [h.score for h in g_row] == pytest.approx([h.score for h in w_row])
-        assert remote.search([], 3) == []
+        assert remote.search([], 3) == [] and remote.search(["  "], 3) == [[]]
     finally:
         remote.close()
 

@@ -209,3 +209,10 @@ def test_passages_are_read_back_exactly(tmp_path):
         retriever.search([q], 1)[0][0].passage for q in ("zürichsee", "東京", "hello")
     ] == expected
     retriever.close()
+
+
+def test_empty_queries_have_no_hits(bm25, dense):
+    for retriever in (bm25, dense):
+        rows = retriever.search(["", "Where was anyone born?", "  \n"], 2)
+        assert rows[0] == [] and rows[2] == [] and len(rows[1]) == 2
+        assert retriever.search([], 2) == []

@@ -32,11 +32,16 @@ class HTTPRetriever:
         self._client = client or httpx.Client(timeout=timeout_s)
 
     def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
-        if not queries:
-            return []
-        body = {"queries": list(queries), "topk": topk, "return_scores": True}
-        payload = self._post(body)
-        return self._parse(payload, len(queries))
+        # Empty queries have no hits (as in-process); the server would refuse them with a 422.
+        asked = [i for i, q in enumerate(queries) if q.strip()]
+        out: list[list[Hit]] = [[] for _ in queries]
+        if not asked:
+            return out
+        body = {"queries": [queries[i] for i in asked], "topk": topk, "return_scores": True}
+        rows = self._parse(self._post(body), len(asked))
+        for i, row in zip(asked, rows, strict=True):
+            out[i] = row
+        return out
 
     def _post(self, body: dict) -> object:
         cause = "no attempt made"

@@ -160,11 +160,17 @@ class IndexRetriever:
     def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
         if topk < 1:
             raise ValueError(f"topk must be at least 1, got {topk}")
-        if not queries:
-            return []
+        # An empty or whitespace-only query (a model may emit <search></search>) has no hits,
+        # whatever the index kind; only the others reach the index.
+        asked = [i for i, q in enumerate(queries) if q.strip()]
+        out: list[list[Hit]] = [[] for _ in queries]
+        if not asked:
+            return out
         with self._lock:
-            rows = self._backend.search(list(queries), topk)
-        return [[Hit(self._passages[i], score) for i, score in row] for row in rows]
+            rows = self._backend.search([queries[i] for i in asked], topk)
+        for i, row in zip(asked, rows, strict=True):
+            out[i] = [Hit(self._passages[d], score) for d, score in row]
+        return out
 
     def close(self) -> None:
         self._passages.close()
