@@ -13,17 +13,17 @@ def batch_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
     """Means over the batch (``reward_std`` is the population standard deviation) and, per finish
     reason, the count of rollouts that ended that way. A rollout without a reward is scored here."""
     n = len(trajectories)
-    out: dict[str, float] = {f"finish/{r}": 0.0 for r in FINISH_REASONS}
+    finishes: dict[str, float] = {f"finish/{r}": 0.0 for r in FINISH_REASONS}
     if n == 0:
-        names = ("reward_mean", "reward_std", "f1", "em", "valid_format")
-        return {**dict.fromkeys(names, 0.0), "searches_per_rollout": 0.0,
-                "model_tokens_per_rollout": 0.0, **out}
+        names = ("reward_mean", "reward_std", "f1", "em", "valid_format", "searches_per_rollout",
+                 "model_tokens_per_rollout")
+        return {**dict.fromkeys(names, 0.0), **finishes}
     rewards = [
         t.reward or score(t.text, t.golden_answers, truncated=t.truncated) for t in trajectories
     ]
     values = [r.value for r in rewards]
     mean = sum(values) / n
-    out.update(
+    out: dict[str, float] = dict(
         reward_mean=mean,
         reward_std=math.sqrt(sum((v - mean) ** 2 for v in values) / n),
         f1=sum(r.f1 for r in rewards) / n,
@@ -34,5 +34,5 @@ def batch_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
     )
     for t in trajectories:
         if t.finish_reason in FINISH_REASONS:
-            out[f"finish/{t.finish_reason}"] += 1
-    return out
+            finishes[f"finish/{t.finish_reason}"] += 1
+    return {**out, **finishes}
