@@ -17,12 +17,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from research_rl.config import ConfigError
+
 SLOT = "{question}"
 TemplateKind = Literal["base", "instruct"]
 
 
-class TemplateError(ValueError):
-    """A template file that cannot be used (missing, or without a ``{question}`` slot)."""
+class TemplateError(ConfigError):
+    """A template file that cannot be used (missing, or without a ``{question}`` slot). A config
+    error, so every command reports it as one."""
 
 
 def _builtin(name: str) -> str:
