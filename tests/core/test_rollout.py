@@ -259,3 +259,12 @@ def test_stop_split_across_chunks(tokenizer, retriever):
     assert t.completion_ids[: len(ids)] == ids and t.loss_mask[len(ids)] == 0
     assert t.search_queries == ["Paris"] and "trailing" not in t.text
     assert t.finish_reason == "answer"
+
+
+def test_group_samples_with_different_turn_counts_keep_their_own_scripts(tokenizer, retriever):
+    # Samples 0 and 2 search then answer; sample 1 answers at once and leaves the batch early.
+    # The rollouts share their first context, so the backend must tell them apart by output.
+    scripts = {Q_PARIS.question: [[SEARCH_PARIS, ANSWER_PARIS], [ANSWER_PARIS]]}
+    trajs = engine(tokenizer, retriever, scripts).run([Q_PARIS], n=3)
+    assert [t.num_searches for t in trajs] == [1, 0, 1]
+    assert [t.finish_reason for t in trajs] == ["answer"] * 3

@@ -78,15 +78,24 @@ class ScriptedBackend:
         return _Live(question, options[i % len(options)])
 
     def _claim(self, prompt_ids: list[int]) -> _Live:
+        # The rollouts of one question share their first context, so a context prefix alone is
+        # ambiguous once they diverge: take the rollout whose last output the request continues
+        # furthest (the engine may drop tokens after a stop string split across chunks).
+        best, best_len = None, -1
         for k, live in enumerate(self._live):
             assert live.context is not None and live.output is not None
             n = len(live.context)
             if n < len(prompt_ids) and prompt_ids[:n] == live.context:
-                self._live.pop(k)
-                if not (live.cut and prompt_ids == live.context + live.output):
-                    live.turn, live.offset = live.turn + 1, 0
-                return live
-        return self._new_rollout(prompt_ids)
+                shared = _common_prefix(live.output, prompt_ids[n:])
+                if shared > best_len:
+                    best, best_len = k, shared
+        if best is None:
+            return self._new_rollout(prompt_ids)
+        live = self._live.pop(best)
+        assert live.context is not None and live.output is not None
+        if not (live.cut and prompt_ids == live.context + live.output):
+            live.turn, live.offset = live.turn + 1, 0
+        return live
 
     def generate(
         self, requests: list[GenerationRequest], sampling: SamplingParams
@@ -125,3 +134,12 @@ class ScriptedBackend:
                 break
         logprobs = None if self.logprob is None else [self.logprob] * len(ids)
         return GenerationOutput(ids, finish, stop, logprobs)  # type: ignore[arg-type]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
