@@ -75,3 +75,12 @@ def dump_config(cfg: BaseModel, path: str | Path) -> None:
     Path(path).write_text(
         yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
     )
+
+
+def resolve_path(value: str | None, base: Path) -> str | None:
+    """A path from a config file: relative to the working directory when it exists there, else to
+    the file's directory ``base``; a hub name (no such path anywhere) is kept as written."""
+    if value is None or Path(value).is_absolute() or Path(value).exists():
+        return value
+    candidate = base / value
+    return str(candidate) if candidate.exists() else value

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from research_rl.jsonl import iter_jsonl
+
 
 class CorpusError(ValueError):
     """A corpus file with a malformed line."""
@@ -64,17 +66,8 @@ def parse_passage(row: object, where: str) -> Passage:
 
 def read_corpus(path: str | Path) -> Iterator[Passage]:
     """Stream passages from a JSONL corpus; blank lines are skipped."""
-    path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise CorpusError(f"{where}: invalid JSON ({err.msg})") from None
-            yield parse_passage(row, where)
+    for where, row in iter_jsonl(path, CorpusError):
+        yield parse_passage(row, where)
 
 
 def write_corpus(passages, path: str | Path) -> None:

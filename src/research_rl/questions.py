@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from research_rl.jsonl import iter_jsonl
+
 
 class QuestionFileError(ValueError):
     """A question file with a malformed row."""
@@ -61,18 +63,10 @@ def read_questions(path: str | Path, limit: int | None = None) -> list[Question]
     if not path.is_file():
         raise QuestionFileError(f"{path}: question file not found")
     out: list[Question] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise QuestionFileError(f"{where}: invalid JSON ({err.msg})") from None
-            out.append(parse_question(row, where))
-            if limit is not None and len(out) >= limit:
-                break
+    for where, row in iter_jsonl(path, QuestionFileError):
+        out.append(parse_question(row, where))
+        if limit is not None and len(out) >= limit:
+            break
     return out
 
 

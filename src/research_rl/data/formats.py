@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from research_rl.jsonl import iter_jsonl
 from research_rl.questions import QuestionFileError
 
 
@@ -51,16 +52,8 @@ def _record(where: str, row: object) -> tuple[str, dict[str, Any]]:
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetFormatError(f"{where}: invalid JSON ({err.msg})") from None
-            yield _record(where, row)
+    for where, row in iter_jsonl(path, DatasetFormatError):
+        yield _record(where, row)
 
 
 def _iter_json(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from research_rl.config import StrictModel
+from research_rl.config import StrictModel, resolve_path
 from research_rl.retrieval.config import RetrieverConfig
 from research_rl.rollout import RolloutConfig
 
@@ -125,14 +125,10 @@ class TrainConfig(StrictModel):
 
 
 def resolve_relative_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
-    """Paths in a config file are relative to the working directory when they exist there, else to
-    the file's directory; a hub name (no such directory anywhere) is kept as written."""
+    """Resolve the config's paths with :func:`research_rl.config.resolve_path`."""
 
     def fix(value: str | None) -> str | None:
-        if value is None or Path(value).is_absolute() or Path(value).exists():
-            return value
-        candidate = base / value
-        return str(candidate) if candidate.exists() else value
+        return resolve_path(value, base)
 
     cfg = cfg.model_copy(deep=True)
     cfg.model.path = fix(cfg.model.path)
