@@ -5,8 +5,8 @@ causal LM on two kinds of text:
 
 - the corpus passages (plain language modelling: what names and sentences look like);
 - protocol transcripts: the rendered prompt of a training question, then a completion in the
-  protocol whose every choice is random. Each query is a random span of words of the question or
-  of a result retrieved earlier in the transcript; the number of searches is random; the boxed
+  protocol whose every choice is random. Each query is a random span of the content words (not
+  stopwords) of the question or of a result retrieved earlier in the transcript; the number of searches is random; the boxed
   answer is a random span of the retrieved results (of the question when nothing was retrieved).
   The gold answer is never consulted, so the transcripts teach *how* to search and answer, never
   *what* to search or which word answers. That is left to the reward.
@@ -29,6 +29,7 @@ from research_rl.config import StrictModel
 from research_rl.corpus import Passage
 from research_rl.questions import Question
 from research_rl.retrieval.base import Hit, Retriever
+from research_rl.retrieval.tokenize import STOPWORDS
 
 _EDGE_PUNCT = re.compile(r"^[^\w]+|[^\w]+$")
 
@@ -38,16 +39,23 @@ FINAL_THOUGHTS = ("I can answer now.", "I have the answer.", "I know the answer 
 
 
 class FormatTrainingConfig(StrictModel):
-    steps: int = 600
+    steps: int = 400
     batch_size: int = 16
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     warmup_steps: int = 30
-    weight_decay: float = 0.01
-    corpus_fraction: float = 0.25  # share of each batch that is plain passages
+    weight_decay: float = 0.0  # decay would shrink rare names' embeddings between sightings
+    corpus_fraction: float = 0.5  # share of each batch that is plain passages
     # Probability of 0, 1, 2, 3 ... searches in a transcript.
     search_count_probs: list[float] = [0.1, 0.35, 0.4, 0.15]
     question_query_prob: float = 0.5  # a later query spans the question (else an earlier result)
-    span_length_probs: list[float] = [0.5, 0.3, 0.2]  # spans of 1, 2, 3 words
+    span_length_probs: list[float] = [0.6, 0.3, 0.1]  # spans of 1, 2, 3 words
+    # Thoughts quote a random span too ("I need to find <span of the question>", "I found <span
+    # of a result>"): more copying practice per transcript, and a scratchpad the policy may use.
+    quote_in_thoughts: bool = True
+    # Also learn the inserted result blocks (GRPO never does: there they are masked). Their passages
+    # repeat each title's name in the text, the cleanest copying practice there is, and without it
+    # the random-span targets alone teach a tiny model to copy names far too slowly.
+    loss_on_results: bool = True
     seed: int = 0
 
 
@@ -66,11 +74,14 @@ class Transcript:
 
 
 def words(text: str) -> list[str]:
-    """Whitespace words with punctuation trimmed from their edges; empty ones dropped."""
+    """The content words of ``text``: whitespace words with punctuation trimmed from their edges,
+    stopwords (the retriever's list) dropped. A span of stopwords is neither a query the retriever
+    can use nor an answer to anything, so spans are drawn from content words only; which content
+    words is still left to chance."""
     out = []
     for raw in text.split():
         w = _EDGE_PUNCT.sub("", raw)
-        if w:
+        if w and w.lower() not in STOPWORDS:
             out.append(w)
     return out
 
@@ -113,7 +124,7 @@ class TranscriptSampler:
         question_words = words(question.question)
         result_words: list[str] = []
         n_search = rng.choices(range(len(cfg.search_count_probs)), weights=cfg.search_count_probs)[0]
-        text = f"<think> {rng.choice(FIRST_THOUGHTS)} </think>"
+        text = f"<think> {self._thought(rng, FIRST_THOUGHTS, 'I need to find', question_words)} </think>"
         for i in range(n_search):
             from_question = i == 0 or not result_words or rng.random() < cfg.question_query_prob
             source = question_words if from_question else result_words
@@ -126,9 +137,9 @@ class TranscriptSampler:
             # Spans come from what the model reads (the rendered block), tags left out.
             body = result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
             result_words.extend(words(body))
-            thought = NEXT_THOUGHTS if i + 1 < n_search else FINAL_THOUGHTS
+            thoughts = NEXT_THOUGHTS if i + 1 < n_search else FINAL_THOUGHTS
             # The inserted block ends in a newline, so the model's next turn starts right at a tag.
-            text = f"<think> {rng.choice(thought)} </think>"
+            text = f"<think> {self._thought(rng, thoughts, 'I found', result_words)} </think>"
         t.answer = random_span(rng, result_words or question_words, cfg.span_length_probs)
         # Generation stops at </answer>, so nothing follows it (no end-of-sequence token either).
         text += f" <answer> The final answer is \\boxed{{ {t.answer} }} </answer>"
@@ -136,15 +147,23 @@ class TranscriptSampler:
         return t
 
 
-def encode_transcript(tokenizer, t: Transcript) -> tuple[list[int], list[int]]:
+    def _thought(self, rng: random.Random, phrases: Sequence[str], lead: str, source: list[str]) -> str:
+        if self.cfg.quote_in_thoughts and source and rng.random() < 0.5:
+            return f"{lead} {random_span(rng, source, self.cfg.span_length_probs)}."
+        return rng.choice(phrases)
+
+
+def encode_transcript(
+    tokenizer, t: Transcript, loss_on_results: bool = False
+) -> tuple[list[int], list[int]]:
     """(ids, loss mask): each piece tokenised on its own, as the rollout engine does; loss on the
-    model-written segments only."""
+    model-written segments (and on the inserted results if ``loss_on_results``), never the prompt."""
     ids = tokenizer(t.prompt, add_special_tokens=False)["input_ids"]
     mask = [0] * len(ids)
     for text, by_model in t.segments:
         seg = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += seg
-        mask += [int(by_model)] * len(seg)
+        mask += [int(by_model or loss_on_results)] * len(seg)
     return ids, mask
 
 
@@ -183,7 +202,8 @@ def format_train(
     n_corpus = round(cfg.batch_size * cfg.corpus_fraction) if passages else 0
     losses: list[float] = []
     for step in range(cfg.steps):
-        rows = [encode_transcript(tokenizer, sampler.sample(rng.choice(questions), rng))
+        rows = [encode_transcript(tokenizer, sampler.sample(rng.choice(questions), rng),
+                                  cfg.loss_on_results)
                 for _ in range(cfg.batch_size - n_corpus)]
         rows += [encode_passage(tokenizer, rng.choice(passages)) for _ in range(n_corpus)]
         input_ids, attention, labels = _collate(rows, tokenizer.pad_token_id)

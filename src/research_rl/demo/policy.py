@@ -19,6 +19,10 @@ class PolicyConfig(StrictModel):
     num_attention_heads: int = 4
     num_key_value_heads: int = 4
     max_position_embeddings: int = 1024
+    # Weights are drawn with this standard deviation. Transformers' 0.02 suits widths near 1,000;
+    # at width 128 it leaves the embeddings of rare tokens (the world's names, each seen a few
+    # times) so small that the policy cannot attend to them or copy them.
+    initializer_range: float = 0.06
 
 
 def create_policy(cfg: PolicyConfig, tokenizer, seed: int = 0):
@@ -35,6 +39,7 @@ def create_policy(cfg: PolicyConfig, tokenizer, seed: int = 0):
         num_key_value_heads=cfg.num_key_value_heads,
         max_position_embeddings=cfg.max_position_embeddings,
         tie_word_embeddings=True,
+        initializer_range=cfg.initializer_range,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

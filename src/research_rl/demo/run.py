@@ -53,7 +53,7 @@ HOPS = {1: "one_hop", 2: "two_hop"}
 
 def _default_rollout() -> RolloutConfig:
     return RolloutConfig(
-        topk=2, max_passage_tokens=32, max_searches=3, max_response_tokens=200, max_prompt_tokens=96
+        topk=2, max_passage_tokens=32, max_searches=3, max_response_tokens=256, max_prompt_tokens=192
     )
 
 
@@ -74,6 +74,9 @@ class DemoConfig(StrictModel):
     grpo: GRPOSettings = Field(default_factory=_default_grpo)
     eval_batch_size: int = Field(64, ge=1)  # held-out questions per generation batch
     log_every: int = Field(5, ge=1)  # a printed line every N GRPO steps
+    # torch CPU threads; None keeps torch's default. The model's matrices are tiny, so extra
+    # threads gain little and, on busy shared cores, their spin-waits cost far more.
+    threads: int | None = Field(1, ge=1)
 
     def seeded(self, seed: int | None = None) -> DemoConfig:
         """A copy with one seed everywhere (``seed`` if given, else ``self.seed``)."""
@@ -162,6 +165,7 @@ def tokenizer_texts(world_texts: list[str], prompt: str) -> list[str]:
         prompt,
         "Doc 1 (Title: ) Doc 2 (Title: ) Doc 3 (Title: ) No passages found.",
         "The final answer is \\boxed{ }",
+        "I need to find I found",
         *FIRST_THOUGHTS,
         *NEXT_THOUGHTS,
         *FINAL_THOUGHTS,
@@ -179,6 +183,7 @@ def run_demo(
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from research_rl.corpus import read_corpus
     from research_rl.demo.format_training import TranscriptSampler, format_train
@@ -191,6 +196,8 @@ def run_demo(
     from research_rl.templates import load_template
 
     console = console or Console()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     out = Path(output_dir)
     if (out / "summary.json").exists() or (out / "metrics.jsonl").exists():
         raise ConfigError(f"{out}: already holds a demo run; choose another --output-dir")
@@ -218,7 +225,10 @@ def run_demo(
     dump_config(cfg, out / "demo.yaml")
     template = load_template("base", prompt_path)
     world = generate_world(cfg.world)
-    tokenizer = train_tokenizer(tokenizer_texts(world.vocabulary_text(), template.text), cfg.vocab_size)
+    trained = train_tokenizer(tokenizer_texts(world.vocabulary_text(), template.text), cfg.vocab_size)
+    # Train with the tokenizer exactly as every later stage loads it from disk.
+    trained.save_pretrained(str(out / "model"))
+    tokenizer = AutoTokenizer.from_pretrained(str(out / "model"))
     build_index(files.corpus, out / "index", kind="bm25", show_progress=False)
     retriever = load_index(out / "index")
     train_qs, test_qs = read_questions(files.train), read_questions(files.test)
@@ -277,8 +287,6 @@ def run_demo(
     phase("GRPO", t0)
 
     # 5. held-out evaluation after GRPO, plots, summary
-    from transformers import AutoModelForCausalLM
-
     policy = AutoModelForCausalLM.from_pretrained(str(final))
     summary["after"] = run_eval("after", policy)
     retriever.close()

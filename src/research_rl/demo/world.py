@@ -47,12 +47,12 @@ _GENRES = ("drama", "comedy", "thriller", "western", "musical", "documentary")
 
 class WorldConfig(StrictModel):
     seed: int = 0
-    countries: int = Field(10, ge=1)
-    cities: int = Field(50, ge=1)
-    people: int = Field(240, ge=1)
-    films: int = Field(240, ge=1)
+    countries: int = Field(8, ge=1)
+    cities: int = Field(30, ge=1)
+    people: int = Field(150, ge=1)
+    films: int = Field(150, ge=1)
     heldout_fraction: float = Field(0.2, gt=0, lt=1)  # of each subject type
-    test_per_hops: int = Field(100, ge=1)  # held-out questions of each hop count
+    test_per_hops: int = Field(50, ge=1)  # held-out questions of each hop count
 
 
 @dataclass
