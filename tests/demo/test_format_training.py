@@ -70,7 +70,7 @@ def test_queries_and_answers_are_spans_of_what_was_read(setup):
         t = sampler.sample(q, rng)
         read = " ".join(words(q.question))
         for query, (text, _) in zip(t.queries, t.segments[1::2], strict=True):
-            assert query in read  # a span of the question or of an earlier result
+            assert query in read  # a span of the question or of an earlier result (content words)
             read += " " + " ".join(words(text.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")))
         assert t.answer in read
 

@@ -32,6 +32,8 @@ from research_rl.retrieval.base import Hit, Retriever
 from research_rl.retrieval.tokenize import STOPWORDS
 
 _EDGE_PUNCT = re.compile(r"^[^\w]+|[^\w]+$")
+# The retriever's stopwords and the question words it keeps (they match nothing in the corpus).
+_FUNCTION_WORDS = STOPWORDS | {"where", "who", "which", "what", "when", "how"}
 
 FIRST_THOUGHTS = ("I need to search for this.", "I should look this up.", "Let me search.")
 NEXT_THOUGHTS = ("I need more information.", "Let me search again.", "I should search more.")
@@ -75,13 +77,13 @@ class Transcript:
 
 def words(text: str) -> list[str]:
     """The content words of ``text``: whitespace words with punctuation trimmed from their edges,
-    stopwords (the retriever's list) dropped. A span of stopwords is neither a query the retriever
+    stopwords (the retriever's list, plus question words) dropped. A span of stopwords is neither a query the retriever
     can use nor an answer to anything, so spans are drawn from content words only; which content
     words is still left to chance."""
     out = []
     for raw in text.split():
         w = _EDGE_PUNCT.sub("", raw)
-        if w and w.lower() not in STOPWORDS:
+        if w and w.lower() not in _FUNCTION_WORDS:
             out.append(w)
     return out
 
