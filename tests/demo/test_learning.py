@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 # Shorter than configs/demo.yaml: a smaller world and fewer steps of both stages.
 SHORT = {
     "world": {"countries": 6, "cities": 20, "people": 100, "films": 100, "test_per_hops": 30},
-    "format_training": {"steps": 300},
-    "grpo": {"max_steps": 60},
+    "format_training": {"steps": 200},
+    "grpo": {"max_steps": 40},
 }
 MIN_GAIN = {"one_hop": 0.3, "two_hop": 0.1}
 
