@@ -35,3 +35,10 @@ def test_ask_names_a_missing_run(tmp_path):
     result = CliRunner().invoke(app, ["ask", "Where was Kemora born?", "--run", str(tmp_path)])
     assert result.exit_code == 2
     assert "demo.yaml" in result.output
+
+
+def test_demo_refuses_a_non_empty_output_dir(tmp_path):
+    (tmp_path / "old.txt").write_text("x")
+    result = CliRunner().invoke(app, ["demo", "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not empty" in result.output

@@ -199,8 +199,8 @@ def run_demo(
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     out = Path(output_dir)
-    if (out / "summary.json").exists() or (out / "metrics.jsonl").exists():
-        raise ConfigError(f"{out}: already holds a demo run; choose another --output-dir")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: exists and is not empty; choose another --output-dir")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timings: dict[str, float] = {}
