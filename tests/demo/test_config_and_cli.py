@@ -42,3 +42,14 @@ def test_demo_refuses_a_non_empty_output_dir(tmp_path):
     result = CliRunner().invoke(app, ["demo", "-o", str(tmp_path)])
     assert result.exit_code == 2
     assert "not empty" in result.output
+
+
+def test_a_partial_grpo_or_rollout_section_keeps_the_demo_values():
+    # Filling the rest from the paper's defaults (256 questions a step) ran out of memory.
+    from research_rl.demo.run import DemoConfig
+
+    cfg = DemoConfig.model_validate({"grpo": {"max_steps": 40}, "rollout": {"topk": 3}})
+    default = DemoConfig()
+    assert cfg.grpo.max_steps == 40 and cfg.rollout.topk == 3
+    assert cfg.grpo.questions_per_step == default.grpo.questions_per_step == 8
+    assert cfg.rollout.max_response_tokens == default.rollout.max_response_tokens == 256

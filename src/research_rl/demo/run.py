@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from research_rl.config import ConfigError, StrictModel, dump_config
 from research_rl.demo.format_training import (
@@ -51,14 +51,22 @@ DEMO_PROMPT = (
 HOPS = {1: "one_hop", 2: "two_hop"}
 
 
+# The demo's own values for the sections it shares with `research train`, whose defaults are the
+# paper's (256 questions a step, 8192-token responses): far too big for a laptop CPU.
+_DEMO_ROLLOUT: dict[str, Any] = dict(
+    topk=2, max_passage_tokens=32, max_searches=3, max_response_tokens=256, max_prompt_tokens=192
+)
+_DEMO_GRPO: dict[str, Any] = dict(
+    questions_per_step=8, learning_rate=5e-4, max_steps=120, weight_decay=0.0
+)
+
+
 def _default_rollout() -> RolloutConfig:
-    return RolloutConfig(
-        topk=2, max_passage_tokens=32, max_searches=3, max_response_tokens=256, max_prompt_tokens=192
-    )
+    return RolloutConfig(**_DEMO_ROLLOUT)
 
 
 def _default_grpo() -> GRPOSettings:
-    return GRPOSettings(questions_per_step=8, learning_rate=5e-4, max_steps=120, weight_decay=0.0)
+    return GRPOSettings(**_DEMO_GRPO)
 
 
 class DemoConfig(StrictModel):
@@ -77,6 +85,18 @@ class DemoConfig(StrictModel):
     # torch CPU threads; None keeps torch's default. The model's matrices are tiny, so extra
     # threads gain little and, on busy shared cores, their spin-waits cost far more.
     threads: int | None = Field(1, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_sections_keep_demo_values(cls, data: Any) -> Any:
+        """A partial ``rollout:`` or ``grpo:`` section changes the keys it names and keeps the
+        demo's values for the rest, not the paper's (a 256-question step ran out of memory)."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for key, defaults in (("rollout", _DEMO_ROLLOUT), ("grpo", _DEMO_GRPO)):
+                if isinstance(data.get(key), dict):
+                    data[key] = {**defaults, **data[key]}
+        return data
 
     def seeded(self, seed: int | None = None) -> DemoConfig:
         """A copy with one seed everywhere (``seed`` if given, else ``self.seed``)."""
