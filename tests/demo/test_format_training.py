@@ -134,3 +134,46 @@ def test_encoding_matches_the_rollout_engine_and_masks_results(setup):
     block_ids = tok(block, add_special_tokens=False)["input_ids"]
     first = len(tok(t.prompt + t.segments[0][0], add_special_tokens=False)["input_ids"])
     assert ids[first : first + len(block_ids)] == block_ids
+
+
+def test_choice_tokens_weigh_choice_weight_and_nothing_else_does(setup):
+    sampler, tok, train = setup
+    rng = random.Random(5)
+    for q in train[:50]:
+        t = sampler.sample(q, rng)
+        ids, weights = encode_transcript(tok, t, choice_weight=3.0)
+        chosen = tok.decode([i for i, w in zip(ids, weights, strict=True) if w == 3.0])
+        # Exactly the query and answer spans carry the weight (thought quotes are off by default).
+        assert "".join(chosen.split()) == "".join(" ".join([*t.queries, t.answer]).split())
+        assert set(weights) <= {0.0, 1.0, 3.0}
+
+
+def test_copy_rows_say_random_words_twice_with_loss_on_the_second_saying(setup):
+    from research_rl.demo.copy_training import copy_row
+
+    _, tok, _ = setup
+    ids, weights = copy_row(tok, random.Random(0), ["Kemora", "born", "city", "Ulaga"], 6)
+    half = len(ids) // 2
+    assert ids[:half] == ids[half:]
+    assert weights[: half + 1] == [0.0] * (half + 1) and weights[half + 1 :] == [1.0] * (half - 1)
+    with pytest.raises(ValueError, match="empty vocabulary"):
+        copy_row(tok, random.Random(0), [], 3)
+
+
+def test_weighted_loss_ignores_weight_zero_tokens_and_scales_with_weights():
+    import torch
+
+    from research_rl.demo.format_training import collate, weighted_lm_loss
+
+    class Fixed(torch.nn.Module):  # the same logits whatever the input: next token 1 is likely
+        def forward(self, input_ids, attention_mask):
+            logits = torch.zeros(*input_ids.shape, 4)
+            logits[..., 1] = 2.0
+            return type("Out", (), {"logits": logits})()
+
+    ids, attn, w = collate([([0, 1, 2], [0.0, 1.0, 0.0]), ([0, 3], [0.0, 0.0])], pad_id=0)
+    nll_1 = torch.log(torch.exp(torch.tensor(2.0)) + 3) - 2.0  # -log softmax for target 1
+    assert torch.isclose(weighted_lm_loss(Fixed(), ids, attn, w), nll_1)
+    ids, attn, w = collate([([0, 1, 2], [0.0, 3.0, 1.0])], pad_id=0)
+    nll_2 = torch.log(torch.exp(torch.tensor(2.0)) + 3)  # target 2 has logit 0
+    assert torch.isclose(weighted_lm_loss(Fixed(), ids, attn, w), (3 * nll_1 + nll_2) / 4)

@@ -9,7 +9,7 @@ questions. Run directory (``--output-dir``)::
     prompt.txt           the prompt template the policy sees (a short base template)
     world/               corpus.jsonl, train.jsonl, test.jsonl, world.json
     index/               the BM25 index of the corpus
-    model/               the format-trained policy (tokenizer included): GRPO starts here
+    model/               the copy- and format-trained policy (tokenizer included): GRPO starts here
     config.yaml, metrics.jsonl, rollouts/, checkpoints/, tensorboard/   the GRPO run
     final_model/         the policy after GRPO (what ``research ask`` loads)
     eval/before.jsonl, eval/after.jsonl   held-out trajectories
@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from research_rl.config import ConfigError, StrictModel, dump_config
+from research_rl.demo.copy_training import CopyTrainingConfig
 from research_rl.demo.format_training import (
     FINAL_THOUGHTS,
     FIRST_THOUGHTS,
@@ -77,6 +78,7 @@ class DemoConfig(StrictModel):
     world: WorldConfig = Field(default_factory=WorldConfig)
     vocab_size: int = Field(4096, ge=300)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    copy_training: CopyTrainingConfig = Field(default_factory=CopyTrainingConfig)
     format_training: FormatTrainingConfig = Field(default_factory=FormatTrainingConfig)
     rollout: RolloutConfig = Field(default_factory=_default_rollout)
     grpo: GRPOSettings = Field(default_factory=_default_grpo)
@@ -104,6 +106,7 @@ class DemoConfig(StrictModel):
         cfg = self.model_copy(deep=True)
         cfg.seed = s
         cfg.world.seed = s
+        cfg.copy_training.seed = s
         cfg.format_training.seed = s
         cfg.grpo.seed = s
         return cfg
@@ -206,6 +209,7 @@ def run_demo(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from research_rl.corpus import read_corpus
+    from research_rl.demo.copy_training import copy_train
     from research_rl.demo.format_training import TranscriptSampler, format_train
     from research_rl.demo.policy import count_parameters, create_policy, save_policy
     from research_rl.demo.tokenizer import train_tokenizer
@@ -259,7 +263,7 @@ def run_demo(
     )
     phase("world, tokenizer and index", t0)
 
-    # 2. the policy, format-trained
+    # 2. the policy: copy pretraining, then format training
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     model = create_policy(cfg.policy, tokenizer, seed=cfg.seed)
@@ -268,6 +272,10 @@ def run_demo(
     def render_result(hits) -> str:
         return result_block(format_passages(hits, tokenizer, rollout_cfg.max_passage_tokens))
 
+    with bar("copy pretraining") as progress:
+        task = progress.add_task("", total=cfg.copy_training.steps)
+        copy_train(model, tokenizer, passages, cfg.copy_training,
+                   lambda step, loss: progress.update(task, advance=1, description=f"loss {loss:.3f}"))
     sampler = TranscriptSampler(
         retriever, rollout_cfg.topk, lambda q: template.render(q), render_result, cfg.format_training
     )
@@ -279,7 +287,7 @@ def run_demo(
 
         format_train(model, tokenizer, sampler, train_qs, passages, cfg.format_training, on_step)
     save_policy(model, tokenizer, out / "model")
-    phase("format training", t0)
+    phase("copy pretraining and format training", t0)
 
     # 3. held-out evaluation before GRPO
     def run_eval(name: str, policy) -> dict:

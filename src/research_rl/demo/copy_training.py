@@ -1,0 +1,87 @@
+"""Copy pretraining: the one generic skill a pretrained LM brings and a fresh tiny model lacks.
+
+A pretrained language model can repeat text it has just read (induction heads); a freshly
+initialised one cannot, and without that it can never put the question's entity into its query,
+whatever the format transcripts show it. Measured on the demo's policy: after 600 steps of format
+training alone, sampled first queries held the question's subject in 1% of rollouts; with this
+stage first (about 30 s), in 55%.
+
+Each row is a random sequence of words from the world's text, said twice; the loss is on the
+second saying only. The words are drawn independently at random, so no fact of the world survives
+into the rows: the model learns to copy, not what is true.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+
+from pydantic import Field
+
+from research_rl.config import StrictModel
+from research_rl.corpus import Passage
+
+_EDGE_PUNCT = re.compile(r"^[^\w]+|[^\w]+$")
+
+
+class CopyTrainingConfig(StrictModel):
+    steps: int = Field(250, ge=0)  # the copying skill appears abruptly, near step 150
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-3, gt=0)
+    words_per_row: int = Field(12, ge=1)  # each row: these words, then the same words again
+    seed: int = 0
+
+
+def world_words(passages: Sequence[Passage]) -> list[str]:
+    """The distinct words of the corpus (punctuation trimmed), sorted for determinism."""
+    out = set()
+    for p in passages:
+        for raw in p.contents.split():
+            w = _EDGE_PUNCT.sub("", raw)
+            if w:
+                out.add(w)
+    return sorted(out)
+
+
+def copy_row(tokenizer, rng: random.Random, vocab: Sequence[str], n_words: int) -> tuple[list[int], list[float]]:
+    """(ids, loss weights) of ``n_words`` random words said twice; loss on the second saying,
+    from its second token (its first is not predictable from the first saying)."""
+    if not vocab:
+        raise ValueError("copy_row: empty vocabulary")
+    ids = tokenizer(" " + " ".join(rng.choice(vocab) for _ in range(n_words)), add_special_tokens=False)[
+        "input_ids"
+    ]
+    return ids + ids, [0.0] * (len(ids) + 1) + [1.0] * (len(ids) - 1)
+
+
+def copy_train(
+    model,
+    tokenizer,
+    passages: Sequence[Passage],
+    cfg: CopyTrainingConfig,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train ``model`` in place on copy rows; returns the loss per step."""
+    import torch
+
+    from research_rl.demo.format_training import collate, weighted_lm_loss
+
+    rng = random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    vocab = world_words(passages)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+    losses: list[float] = []
+    for step in range(cfg.steps):
+        rows = [copy_row(tokenizer, rng, vocab, cfg.words_per_row) for _ in range(cfg.batch_size)]
+        loss = weighted_lm_loss(model, *collate(rows, tokenizer.pad_token_id))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, losses[-1])
+    model.eval()
+    return losses
