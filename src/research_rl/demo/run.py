@@ -58,7 +58,7 @@ _DEMO_ROLLOUT: dict[str, Any] = dict(
     topk=2, max_passage_tokens=32, max_searches=3, max_response_tokens=256, max_prompt_tokens=192
 )
 _DEMO_GRPO: dict[str, Any] = dict(
-    questions_per_step=8, learning_rate=5e-4, max_steps=120, weight_decay=0.0
+    questions_per_step=8, learning_rate=3e-4, max_steps=120, weight_decay=0.0
 )
 
 
