@@ -46,7 +46,7 @@ FINAL_THOUGHTS = ("I can answer now.", "I have the answer.", "I know the answer 
 
 
 class FormatTrainingConfig(StrictModel):
-    steps: int = 600
+    steps: int = 400
     batch_size: int = 16
     learning_rate: float = 2e-3
     warmup_steps: int = 30
