@@ -163,7 +163,7 @@ def test_copy_rows_say_random_words_twice_with_loss_on_the_second_saying(setup):
 def test_weighted_loss_ignores_weight_zero_tokens_and_scales_with_weights():
     import torch
 
-    from research_rl.demo.format_training import collate, weighted_lm_loss
+    from research_rl.demo.weighted_lm import collate, weighted_lm_loss
 
     class Fixed(torch.nn.Module):  # the same logits whatever the input: next token 1 is likely
         def forward(self, input_ids, attention_mask):

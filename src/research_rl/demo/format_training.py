@@ -6,7 +6,8 @@ causal LM on two kinds of text:
 - the corpus passages (plain language modelling: what names and sentences look like);
 - protocol transcripts: the rendered prompt of a training question, then a completion in the
   protocol whose every choice is random. Each query is a random span of the content words (not
-  stopwords) of the question or of a result retrieved earlier in the transcript; the number of searches is random; the boxed
+  stopwords) of the question or of a result retrieved earlier in the transcript; the number of
+  searches is random; the boxed
   answer is a random span of the retrieved results (of the question when nothing was retrieved).
   The gold answer is never consulted, so the transcripts teach *how* to search and answer, never
   *what* to search or which word answers. That is left to the reward.
@@ -24,19 +25,18 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from research_rl import tags
 from research_rl.config import StrictModel
 from research_rl.corpus import Passage
-from research_rl.demo.copy_training import copy_row, world_words
+from research_rl.demo.copy_training import CopyTrainingConfig, copy_row, trimmed_words, world_words
+from research_rl.demo.weighted_lm import lm_step
 from research_rl.questions import Question
 from research_rl.retrieval.base import Hit, Retriever
 from research_rl.retrieval.tokenize import STOPWORDS
 
-_EDGE_PUNCT = re.compile(r"^[^\w]+|[^\w]+$")
 # The retriever's stopwords and the question words it keeps (they match nothing in the corpus).
 _FUNCTION_WORDS = STOPWORDS | {"where", "who", "which", "what", "when", "how"}
 
@@ -58,10 +58,9 @@ class FormatTrainingConfig(StrictModel):
     span_length_probs: list[float] = [0.6, 0.3, 0.1]  # spans of 1, 2, 3 words
     # Loss weight of a query or answer span token, relative to a boilerplate token (1). At 1 the
     # policy learnt the format but copied the question's subject into 1-2% of its queries; at 3,
-    # 55% (train questions, 600 steps); at 5 and more the format itself degraded.
+    # 34-55% (train questions, 600 steps, by variant); at 5 and more the format itself degraded.
     choice_weight: float = 3.0
     copy_rows: int = 4  # copy-pretraining rows mixed into every batch (keeps the skill)
-    copy_words: int = 12
     # Thoughts quote a random span too ("I need to find <span of the question>", "I found <span
     # of a result>"). Off by default: with quotes, most invalid rollouts of the format-trained
     # policy were thoughts that never closed after a quoted span.
@@ -100,15 +99,10 @@ class Transcript:
 
 def words(text: str) -> list[str]:
     """The content words of ``text``: whitespace words with punctuation trimmed from their edges,
-    stopwords (the retriever's list, plus question words) dropped. A span of stopwords is neither a query the retriever
-    can use nor an answer to anything, so spans are drawn from content words only; which content
-    words is still left to chance."""
-    out = []
-    for raw in text.split():
-        w = _EDGE_PUNCT.sub("", raw)
-        if w and w.lower() not in _FUNCTION_WORDS:
-            out.append(w)
-    return out
+    stopwords (the retriever's list, plus question words) dropped. A span of stopwords is neither a
+    query the retriever can use nor an answer to anything, so spans are drawn from content words
+    only; which content words is still left to chance."""
+    return [w for w in trimmed_words(text) if w.lower() not in _FUNCTION_WORDS]
 
 
 def random_span(rng: random.Random, source: Sequence[str], length_probs: Sequence[float]) -> str:
@@ -212,9 +206,11 @@ def format_train(
     passages: Sequence[Passage],
     cfg: FormatTrainingConfig,
     on_step: Callable[[int, float], None] | None = None,
+    copy_cfg: CopyTrainingConfig | None = None,
 ) -> list[float]:
     """Train ``model`` in place on random transcripts of ``questions``, on ``passages`` and on copy
-    rows; returns the loss per step. ``on_step(step, loss)`` reports progress."""
+    rows shaped by ``copy_cfg`` (the copy stage's own); returns the loss per step.
+    ``on_step(step, loss)`` reports progress."""
     import torch
 
     if not questions:
@@ -233,6 +229,7 @@ def format_train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     n_corpus = round(cfg.batch_size * cfg.corpus_fraction) if passages else 0
     vocab = world_words(passages) if cfg.copy_rows else []
+    copy_words = (copy_cfg or CopyTrainingConfig()).words_per_row
     losses: list[float] = []
     for step in range(cfg.steps):
         rows = [encode_transcript(tokenizer, sampler.sample(rng.choice(questions), rng),
@@ -240,42 +237,11 @@ def format_train(
                 for _ in range(cfg.batch_size - n_corpus)]
         rows += [encode_passage(tokenizer, rng.choice(passages)) for _ in range(n_corpus)]
         if vocab:
-            rows += [copy_row(tokenizer, rng, vocab, cfg.copy_words) for _ in range(cfg.copy_rows)]
-        loss = weighted_lm_loss(model, *collate(rows, tokenizer.pad_token_id))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+            rows += [copy_row(tokenizer, rng, vocab, copy_words) for _ in range(cfg.copy_rows)]
+        losses.append(lm_step(model, opt, rows, tokenizer.pad_token_id))
         sched.step()
-        losses.append(loss.item())
         if on_step is not None:
             on_step(step, losses[-1])
     model.eval()
     return losses
 
-
-def collate(rows: Sequence[tuple[list[int], list[float]]], pad_id: int):
-    """(input ids, attention mask, per-token loss weights), right-padded with weight 0."""
-    import torch
-
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    weights = torch.zeros((len(rows), width), dtype=torch.float)
-    for i, (ids, w) in enumerate(rows):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        attention[i, : len(ids)] = 1
-        weights[i, : len(ids)] = torch.tensor(w, dtype=torch.float)
-    return input_ids, attention, weights
-
-
-def weighted_lm_loss(model, input_ids, attention, weights):
-    """Next-token cross-entropy, each target token weighted; the weighted mean over the batch."""
-    import torch
-
-    logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
-    nll = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), input_ids[:, 1:].reshape(-1), reduction="none"
-    )
-    w = weights[:, 1:].reshape(-1)
-    return (nll * w).sum() / w.sum().clamp_min(1e-9)

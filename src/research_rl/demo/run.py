@@ -288,7 +288,8 @@ def run_demo(
         def on_step(step: int, loss: float) -> None:
             progress.update(task, advance=1, description=f"loss {loss:.3f}")
 
-        format_train(model, tokenizer, sampler, train_qs, passages, cfg.format_training, on_step)
+        format_train(model, tokenizer, sampler, train_qs, passages, cfg.format_training, on_step,
+                     cfg.copy_training)
     save_policy(model, tokenizer, out / "model")
     phase("copy pretraining and format training", t0)
 
