@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     PreTrainedTokenizerFast,
     Qwen2Config,
@@ -38,6 +37,7 @@ from transformers import (
 from research_rl.backends.base import GenerationOutput, GenerationRequest, SamplingParams
 from research_rl.backends.hf import HFBackend
 from research_rl.corpus import Passage, write_corpus
+from research_rl.demo.tokenizer import train_tokenizer
 from research_rl.metrics import batch_metrics
 from research_rl.questions import Question
 from research_rl.retrieval.index import build_index, load_index
@@ -57,20 +57,6 @@ def synthetic_world(rng: random.Random, n: int) -> tuple[list[Passage], list[str
         for i, name in enumerate(names)
     ]
     return passages, names
-
-
-def make_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=1000, special_tokens=["<|endoftext|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
-    fast.add_tokens(["<think>", "</think>", "<search>", "</search>", "<answer>", "</answer>"])
-    return fast
 
 
 def make_model(tok: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
@@ -155,7 +141,11 @@ def main() -> None:
         Question(f"q{i}", f"Which river is {rng.choice(names)} known for?", [rng.choice(names)])
         for i in range(n_questions)
     ]
-    tok = make_tokenizer([p.contents for p in passages[:500]] + [q.question for q in questions])
+    tok = train_tokenizer(
+        [p.contents for p in passages[:500]] + [q.question for q in questions],
+        vocab_size=1000, min_frequency=0,
+        added_tokens=["<think>", "</think>", "<search>", "</search>", "<answer>", "</answer>"],
+    )
     model = make_model(tok)
     cfg = RolloutConfig(
         max_response_tokens=args.max_response_tokens, max_searches=4, topk=3,

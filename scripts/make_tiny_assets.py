@@ -19,9 +19,9 @@ import shutil
 from pathlib import Path
 
 from research_rl.corpus import Passage, write_corpus
+from research_rl.demo.tokenizer import EOS, train_tokenizer
 from research_rl.questions import Question, write_questions
 
-EOS = "<|endoftext|>"
 SYLLABLES = ["ka", "lo", "mi", "ra", "te", "su", "no", "vi", "da", "ze", "pu", "ri", "bo", "el"]
 PROTOCOL_SAMPLES = [
     "<think> I need to find where the person was born. </think> <search> birthplace </search>",
@@ -66,26 +66,6 @@ def make_world(seed: int = 0) -> tuple[list[Passage], list[Question]]:
     ]
     rng.shuffle(questions)
     return passages, questions
-
-
-def make_tokenizer(texts: list[str], out: Path, vocab_size: int = 384):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(out)
-    return fast
 
 
 def make_model(tokenizer, seed: int = 0):
@@ -188,7 +168,10 @@ def main() -> None:
     prompt = (out / "prompt.txt").read_text(encoding="utf-8")
     texts = [p.contents for p in passages] + [q.question for q in questions]
     texts += PROTOCOL_SAMPLES + [prompt] * 4
-    tokenizer = make_tokenizer(texts, out / "model")
+    tokenizer = train_tokenizer(
+        texts, 384, min_frequency=0, pad_token=EOS, added_tokens=(), chat_template=CHAT_TEMPLATE
+    )
+    tokenizer.save_pretrained(out / "model")
 
     from research_rl.retrieval.index import build_index
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from research_rl.corpus import Passage
+from research_rl.demo.tokenizer import train_tokenizer
 from research_rl.retrieval.base import Hit, RetrieverError
 
 CHAT_TEMPLATE = (
@@ -36,21 +36,7 @@ _TRAINING_TEXT = [
 
 
 def make_tokenizer() -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_TRAINING_TEXT * 20, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    return train_tokenizer(_TRAINING_TEXT * 20, 400, min_frequency=0, added_tokens=(), chat_template=CHAT_TEMPLATE)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import pytest
 from research_rl.corpus import Passage, write_corpus
 from research_rl.questions import Question, write_questions
 
-EOS = "<|endoftext|>"
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
@@ -35,14 +34,13 @@ SHORT_PROMPT = (
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> dict[str, Path]:
     """Corpus, questions, BM25 index, a short prompt file, and a tiny model directory."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         GenerationConfig,
-        PreTrainedTokenizerFast,
         Qwen2Config,
         Qwen2ForCausalLM,
     )
 
+    from research_rl.demo.tokenizer import EOS, train_tokenizer
     from research_rl.retrieval.index import build_index
 
     root = tmp_path_factory.mktemp("world")
@@ -51,15 +49,9 @@ def world(tmp_path_factory) -> dict[str, Path]:
     (root / "prompt.txt").write_text(SHORT_PROMPT, encoding="utf-8")
     build_index(root / "corpus.jsonl", root / "index", kind="bm25", show_progress=False)
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=[EOS], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     texts = [p.contents for p in PASSAGES] + [q.question for q in QUESTIONS] + [SHORT_PROMPT] * 3
-    tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
-    fast.chat_template = CHAT_TEMPLATE
+    fast = train_tokenizer(texts, 320, min_frequency=0, pad_token=EOS, added_tokens=(),
+                           chat_template=CHAT_TEMPLATE)
     model_dir = root / "model"
     fast.save_pretrained(model_dir)
 

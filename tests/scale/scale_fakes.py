@@ -168,18 +168,9 @@ _TOKENIZER_TEXT = [
 
 def make_tokenizer():
     """A small byte-level BPE tokenizer (any text round-trips), built offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from research_rl.demo.tokenizer import train_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tok.train_from_iterator(_TOKENIZER_TEXT * 20, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
+    return train_tokenizer(_TOKENIZER_TEXT * 20, 400, min_frequency=0, added_tokens=())
 
 
 try:  # the real output type when verl is importable, else one with its fields

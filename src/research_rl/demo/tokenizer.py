@@ -27,8 +27,21 @@ PROTOCOL_TOKENS = (
 )
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2):
-    """Train on ``texts`` and return a ``PreTrainedTokenizerFast`` with eos and pad set."""
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = 4096,
+    min_frequency: int = 2,
+    *,
+    pad_token: str = PAD,
+    added_tokens: Iterable[str] = PROTOCOL_TOKENS,
+    chat_template: str | None = None,
+):
+    """Train on ``texts`` and return a ``PreTrainedTokenizerFast`` with eos and pad set.
+
+    The one byte-level BPE recipe of the project: the demo, the test fixtures, the tiny assets and
+    the benchmark all build theirs here. ``pad_token=EOS`` pads with EOS (one special token only);
+    ``added_tokens`` are added as ordinary tokens (``()`` for none).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -38,13 +51,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=[EOS, PAD],
+        special_tokens=list(dict.fromkeys([EOS, pad_token])),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD)
-    fast.add_tokens(list(PROTOCOL_TOKENS))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=pad_token)
+    fast.add_tokens(list(added_tokens))
+    if chat_template is not None:
+        fast.chat_template = chat_template
     return fast
 
 
