@@ -13,6 +13,7 @@ from research_rl.demo.format_training import (
     FormatTrainingConfig,
     TranscriptSampler,
     encode_transcript,
+    names,
     random_span,
     words,
 )
@@ -40,7 +41,9 @@ def setup(tmp_path_factory):
         topk=2,
         render_prompt=lambda q: PROMPT.replace("{question}", q),
         render_result=lambda hits: result_block(format_passages(hits, tok, 32)),
-        cfg=FormatTrainingConfig(),
+        # Word spans: the tests below check span bounds and the chance rate of word spans.
+        cfg=FormatTrainingConfig(span_pool="words", search_count_probs=[0.1, 0.35, 0.4, 0.15],
+                                 question_query_prob=0.5),
     )
     train, _ = split_questions(world, CFG)
     yield sampler, tok, train
@@ -103,6 +106,36 @@ def test_answers_hit_the_gold_only_at_chance_rate(setup):
     assert n > 2000
     assert chance > 20  # the gold is often retrieved: the test can see a bias
     assert 0.6 * chance < hits < 1.4 * chance
+
+
+def test_name_spans_are_names_read_so_far_and_hit_the_gold_at_chance(setup):
+    """With ``span_pool: names`` (the demo's default) a query is one name of the question or of an
+    earlier result, the answer one name of the results, each uniform over the distinct names: the
+    gold is boxed at the rate a uniform pick among the retrieved names gives, no more."""
+    base, _, train = setup
+    sampler = TranscriptSampler(base.retriever, base.topk, base.render_prompt, base.render_result,
+                                FormatTrainingConfig(span_pool="names", fresh_queries=True))
+    rng = random.Random(5)
+    hits, chance, n = 0, 0.0, 0
+    for q in train:
+        for _ in range(20):
+            t = sampler.sample(q, rng)
+            read = names(q.question)
+            for i, (query, (text, _)) in enumerate(zip(t.queries, t.segments[1::2], strict=True)):
+                assert query in read, (query, read)
+                fresh = [n for n in read[len(names(q.question)):] if n not in t.queries[:i]]
+                if i and fresh:  # a later query is a retrieved name not searched for yet
+                    assert query in fresh, (query, fresh)
+                read += names(text.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " "))
+            retrieved = set(read[len(names(q.question)):])
+            if not retrieved:
+                continue
+            assert t.answer in retrieved
+            n += 1
+            hits += t.answer == q.golden_answers[0]
+            chance += (q.golden_answers[0] in retrieved) / len(retrieved)
+    assert n > 2000 and chance > 100
+    assert 0.8 * chance < hits < 1.2 * chance
 
 
 def test_random_span_lengths_and_bounds():

@@ -5,12 +5,13 @@ causal LM on two kinds of text:
 
 - the corpus passages (plain language modelling: what names and sentences look like);
 - protocol transcripts: the rendered prompt of a training question, then a completion in the
-  protocol whose every choice is random. Each query is a random span of the content words (not
-  stopwords) of the question or of a result retrieved earlier in the transcript; the number of
-  searches is random; the boxed
-  answer is a random span of the retrieved results (of the question when nothing was retrieved).
-  The gold answer is never consulted, so the transcripts teach *how* to search and answer, never
-  *what* to search or which word answers. That is left to the reward.
+  protocol whose every choice is random. The number of searches is random; the first query is a
+  random name of the question, each later one a random name of the results retrieved so far that
+  was not searched for yet; the boxed answer is a random name of the retrieved results (of the
+  question when nothing was retrieved). "Name" is the default ``span_pool``: the entity mentions a
+  pretrained LM already prefers to search for and answer with; ``span_pool: words`` draws spans of
+  1-3 content words instead. The gold answer is never consulted, so the transcripts teach *how* to
+  search and answer, never *what* to search or which name answers. That is left to the reward.
 
 Transcripts are tokenised segment by segment exactly as the rollout engine builds a rollout (the
 prompt, each model segment, each inserted ``<result>`` block), and the inserted results carry no
@@ -27,6 +28,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from research_rl import tags
 from research_rl.config import StrictModel
@@ -37,8 +39,9 @@ from research_rl.questions import Question
 from research_rl.retrieval.base import Hit, Retriever
 from research_rl.retrieval.tokenize import STOPWORDS
 
-# The retriever's stopwords and the question words it keeps (they match nothing in the corpus).
-_FUNCTION_WORDS = STOPWORDS | {"where", "who", "which", "what", "when", "how"}
+# The retriever's stopwords, the question words it keeps (they match nothing in the corpus) and
+# the labels of a rendered result block ("Doc 1 (Title: …)").
+_FUNCTION_WORDS = STOPWORDS | {"where", "who", "which", "what", "when", "how", "doc", "title"}
 
 FIRST_THOUGHTS = ("I need to search for this.", "I should look this up.", "Let me search.")
 NEXT_THOUGHTS = ("I need more information.", "Let me search again.", "I should search more.")
@@ -53,9 +56,16 @@ class FormatTrainingConfig(StrictModel):
     weight_decay: float = 0.0  # decay would shrink rare names' embeddings between sightings
     corpus_fraction: float = 0.5  # share of each batch that is plain passages
     # Probability of 0, 1, 2, 3 ... searches in a transcript.
-    search_count_probs: list[float] = [0.1, 0.35, 0.4, 0.15]
-    question_query_prob: float = 0.5  # a later query spans the question (else an earlier result)
+    search_count_probs: list[float] = [0.05, 0.25, 0.5, 0.2]
+    question_query_prob: float = 0.0  # a later query spans the question (else an earlier result)
     span_length_probs: list[float] = [0.6, 0.3, 0.1]  # spans of 1, 2, 3 words
+    # What a span is drawn from: "words" (content words, spans of span_length_probs) or "names"
+    # (one capitalised content word, uniform over the distinct names in the source: the entity
+    # mentions a pretrained LM already prefers to search for and to answer with).
+    span_pool: Literal["words", "names"] = "names"
+    # With names: a later query drawn from the results skips names already searched for (a repeated
+    # query retrieves nothing new). Still blind to the gold: the new name may be any retrieved one.
+    fresh_queries: bool = True
     # Loss weight of a query or answer span token, relative to a boilerplate token (1). At 1 the
     # policy learnt the format but copied the question's subject into 1-2% of its queries; at 3,
     # 34-55% (train questions, 600 steps, by variant); at 5 and more the format itself degraded.
@@ -105,6 +115,11 @@ def words(text: str) -> list[str]:
     return [w for w in trimmed_words(text) if w.lower() not in _FUNCTION_WORDS]
 
 
+def names(text: str) -> list[str]:
+    """The distinct capitalised content words of ``text`` (entity names), in order of first use."""
+    return list(dict.fromkeys(w for w in words(text) if w[:1].isupper()))
+
+
 def random_span(rng: random.Random, source: Sequence[str], length_probs: Sequence[float]) -> str:
     """A span of consecutive words, its start uniform over ``source``; its length drawn from
     ``length_probs`` (1, 2, 3 ... words), cut at the end of ``source``."""
@@ -140,14 +155,17 @@ class TranscriptSampler:
     def sample(self, question: Question, rng: random.Random) -> Transcript:
         cfg = self.cfg
         t = Transcript(prompt=self.render_prompt(question.question))
-        question_words = words(question.question)
+        pool = names if cfg.span_pool == "names" else words
+        question_words = pool(question.question) or words(question.question)
         result_words: list[str] = []
         n_search = rng.choices(range(len(cfg.search_count_probs)), weights=cfg.search_count_probs)[0]
         thought = self._thought(rng, FIRST_THOUGHTS, "I need to find", question_words)
         for i in range(n_search):
             from_question = i == 0 or not result_words or rng.random() < cfg.question_query_prob
             source = question_words if from_question else result_words
-            query = random_span(rng, source, cfg.span_length_probs)
+            if not from_question and cfg.fresh_queries and cfg.span_pool == "names":
+                source = [n for n in result_words if n not in t.queries] or result_words
+            query = random_span(rng, source, self._lengths)
             t.queries.append(query)
             t.add([*thought, (" <search> ", False), (query, True), (" </search>", False)], True)
             hits = self.retriever.search([query], self.topk)[0]
@@ -155,22 +173,28 @@ class TranscriptSampler:
             t.add([(result, False)], False)
             # Spans come from what the model reads (the rendered block), tags left out.
             body = result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
-            result_words.extend(words(body))
+            result_words += pool(body)
+            if cfg.span_pool == "names":  # uniform over distinct names, however often each is read
+                result_words = list(dict.fromkeys(result_words))
             # The inserted block ends in a newline, so the model's next turn starts right at a tag.
             phrases = NEXT_THOUGHTS if i + 1 < n_search else FINAL_THOUGHTS
             thought = self._thought(rng, phrases, "I found", result_words)
-        t.answer = random_span(rng, result_words or question_words, cfg.span_length_probs)
+        t.answer = random_span(rng, result_words or question_words, self._lengths)
         # Generation stops at </answer>, so nothing follows it (no end-of-sequence token either).
         answer = [(" <answer> The final answer is \\boxed{ ", False), (t.answer, True), (" } </answer>", False)]
         t.add([*thought, *answer], True)
         return t
+
+    @property
+    def _lengths(self) -> Sequence[float]:
+        return [1.0] if self.cfg.span_pool == "names" else self.cfg.span_length_probs
 
     def _thought(
         self, rng: random.Random, phrases: Sequence[str], lead: str, source: list[str]
     ) -> list[tuple[str, bool]]:
         """``<think> … </think>`` as parts: a fixed phrase, or ``lead`` and a quoted span."""
         if self.cfg.quote_in_thoughts and source and rng.random() < 0.5:
-            span = random_span(rng, source, self.cfg.span_length_probs)
+            span = random_span(rng, source, self._lengths)
             return [(f"<think> {lead} ", False), (span, True), (". </think>", False)]
         return [(f"<think> {rng.choice(phrases)} </think>", False)]
 

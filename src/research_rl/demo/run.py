@@ -55,12 +55,12 @@ HOPS = {1: "one_hop", 2: "two_hop"}
 # The demo's own values for the sections it shares with `research train`, whose defaults are the
 # paper's (256 questions a step, 8192-token responses): far too big for a laptop CPU.
 _DEMO_ROLLOUT: dict[str, Any] = dict(
-    topk=2, max_passage_tokens=32, max_searches=3, max_response_tokens=256, max_prompt_tokens=192
+    topk=1, max_passage_tokens=32, max_searches=3, max_response_tokens=256, max_prompt_tokens=192
 )
 # Group 8 and temperature 0.7: with the paper's 5 at 1.0, searching rollouts broke the format more
 # often than direct answers and the policy drifted to answering without searching (docs/demo.md).
 _DEMO_GRPO: dict[str, Any] = dict(
-    group_size=8, questions_per_step=8, learning_rate=3e-4, temperature=0.7, max_steps=120,
+    group_size=8, questions_per_step=8, learning_rate=3e-4, temperature=0.7, max_steps=150,
     weight_decay=0.0,
 )
 
