@@ -60,7 +60,7 @@ _DEMO_ROLLOUT: dict[str, Any] = dict(
 # Group 8 and temperature 0.7: with the paper's 5 at 1.0, searching rollouts broke the format more
 # often than direct answers and the policy drifted to answering without searching (docs/demo.md).
 _DEMO_GRPO: dict[str, Any] = dict(
-    group_size=8, questions_per_step=8, learning_rate=3e-4, temperature=0.7, max_steps=150,
+    group_size=8, questions_per_step=8, learning_rate=3e-4, temperature=0.7, max_steps=180,
     weight_decay=0.0,
 )
 
