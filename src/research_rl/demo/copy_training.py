@@ -13,7 +13,6 @@ into the rows: the model learns to copy, not what is true.
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from pydantic import Field
 
 from research_rl.config import StrictModel
 from research_rl.corpus import Passage
-from research_rl.demo.weighted_lm import lm_step
+from research_rl.demo.weighted_lm import cosine_schedule, lm_step
 
 _EDGE_PUNCT = re.compile(r"^[^\w]+|[^\w]+$")
 
@@ -76,10 +75,7 @@ def copy_train(
     vocab = world_words(passages)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
-    low = cfg.min_lr_fraction
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: low + (1 - low) * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
-    )
+    sched = cosine_schedule(opt, cfg.steps, floor=cfg.min_lr_fraction)
     losses: list[float] = []
     for step in range(cfg.steps):
         rows = [copy_row(tokenizer, rng, vocab, cfg.words_per_row) for _ in range(cfg.batch_size)]

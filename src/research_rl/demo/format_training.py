@@ -24,7 +24,6 @@ before this stage is not forgotten during it.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from research_rl import tags
 from research_rl.config import StrictModel
 from research_rl.corpus import Passage
 from research_rl.demo.copy_training import CopyTrainingConfig, copy_row, trimmed_words, world_words
-from research_rl.demo.weighted_lm import lm_step
+from research_rl.demo.weighted_lm import cosine_schedule, lm_step
 from research_rl.questions import Question
 from research_rl.retrieval.base import Hit, Retriever
 from research_rl.retrieval.tokenize import STOPWORDS
@@ -243,14 +242,7 @@ def format_train(
     torch.manual_seed(cfg.seed)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = cosine_schedule(opt, cfg.steps, cfg.warmup_steps, floor=0.1)
     n_corpus = round(cfg.batch_size * cfg.corpus_fraction) if passages else 0
     vocab = world_words(passages) if cfg.copy_rows else []
     copy_words = (copy_cfg or CopyTrainingConfig()).words_per_row

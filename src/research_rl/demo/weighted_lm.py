@@ -1,8 +1,10 @@
 """The weighted causal-LM step shared by the demo's copy pretraining and format training: rows of
-(token ids, per-token loss weight), padded together, one optimiser step on the weighted mean."""
+(token ids, per-token loss weight), padded together, one optimiser step on the weighted mean; and
+the learning-rate schedule both stages use."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 Row = tuple[list[int], list[float]]
@@ -45,3 +47,17 @@ def lm_step(model, optimizer, rows: Sequence[Row], pad_id: int, max_grad_norm: f
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     return loss.item()
+
+
+def cosine_schedule(optimizer, steps: int, warmup_steps: int = 0, floor: float = 0.1):
+    """A ``LambdaLR``: linear warm-up over ``warmup_steps``, then cosine decay from the full rate to
+    ``floor`` times it at ``steps`` (``floor=1``: constant)."""
+    import torch
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
