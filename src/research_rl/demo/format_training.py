@@ -150,19 +150,23 @@ class TranscriptSampler:
         self.render_prompt = render_prompt
         self.render_result = render_result
         self.cfg = cfg
+        by_name = cfg.span_pool == "names"
+        self._pool = names if by_name else words
+        self._lengths = [1.0] if by_name else cfg.span_length_probs  # a name is one word
+        self._fresh = cfg.fresh_queries and by_name  # a word span must stay contiguous
 
     def sample(self, question: Question, rng: random.Random) -> Transcript:
         cfg = self.cfg
         t = Transcript(prompt=self.render_prompt(question.question))
-        pool = names if cfg.span_pool == "names" else words
-        question_words = pool(question.question) or words(question.question)
+        question_words = self._pool(question.question) or words(question.question)
+        read = ""
         result_words: list[str] = []
         n_search = rng.choices(range(len(cfg.search_count_probs)), weights=cfg.search_count_probs)[0]
         thought = self._thought(rng, FIRST_THOUGHTS, "I need to find", question_words)
         for i in range(n_search):
             from_question = i == 0 or not result_words or rng.random() < cfg.question_query_prob
             source = question_words if from_question else result_words
-            if not from_question and cfg.fresh_queries and cfg.span_pool == "names":
+            if not from_question and self._fresh:
                 source = [n for n in result_words if n not in t.queries] or result_words
             query = random_span(rng, source, self._lengths)
             t.queries.append(query)
@@ -171,10 +175,8 @@ class TranscriptSampler:
             result = self.render_result(hits)
             t.add([(result, False)], False)
             # Spans come from what the model reads (the rendered block), tags left out.
-            body = result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
-            result_words += pool(body)
-            if cfg.span_pool == "names":  # uniform over distinct names, however often each is read
-                result_words = list(dict.fromkeys(result_words))
+            read += result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
+            result_words = self._pool(read)  # names: each distinct name once, however often read
             # The inserted block ends in a newline, so the model's next turn starts right at a tag.
             phrases = NEXT_THOUGHTS if i + 1 < n_search else FINAL_THOUGHTS
             thought = self._thought(rng, phrases, "I found", result_words)
@@ -183,10 +185,6 @@ class TranscriptSampler:
         answer = [(" <answer> The final answer is \\boxed{ ", False), (t.answer, True), (" } </answer>", False)]
         t.add([*thought, *answer], True)
         return t
-
-    @property
-    def _lengths(self) -> Sequence[float]:
-        return [1.0] if self.cfg.span_pool == "names" else self.cfg.span_length_probs
 
     def _thought(
         self, rng: random.Random, phrases: Sequence[str], lead: str, source: list[str]
