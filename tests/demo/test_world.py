@@ -78,3 +78,32 @@ def test_names_are_unique_rare_words(tmp_path):
     for name in names:
         assert re.fullmatch(r"[A-Z][a-z]+", name)
         assert tokenize(name) == [name.lower()]  # one BM25 term, never a stopword
+
+
+def test_each_passage_names_a_distractor_of_the_answers_type_after_the_asked_relation():
+    world = generate_world(SMALL)
+    passages = {p.title: p.text for p in world.passages()}
+    for person, city in world.person_city.items():
+        home = world.person_home[person]
+        assert home in world.city_country and home != city
+        text = passages[person]
+        assert text.index(f"born in {city}") < text.index(f"lives in {home}")
+    for film, director in world.film_director.items():
+        star = world.film_star[film]
+        assert star in world.person_city and star != director
+        assert passages[film].index(f"directed by {director}") < passages[film].index(f"stars {star}")
+    for city, country in world.city_country.items():
+        border = world.city_border[city]
+        assert border in world.countries and border != country
+        assert passages[city].index(f"city in {country}") < passages[city].index(f"border of {border}")
+
+
+def test_distractors_leave_the_rest_of_the_world_as_it_was():
+    plain = generate_world(SMALL.model_copy(update={"distractors": False}))
+    rich = generate_world(SMALL)
+    assert not plain.person_home and not plain.film_star and not plain.city_border
+    assert (plain.person_city, plain.film_director, plain.city_country) == (
+        rich.person_city, rich.film_director, rich.city_country
+    )
+    assert [q.id for q in plain.questions()] == [q.id for q in rich.questions()]
+    assert all("lives in" not in p.text and "stars" not in p.text for p in plain.passages())

@@ -3,8 +3,14 @@
 Entities are countries, cities, people and films, named with random syllables so that no name
 means anything to a tokenizer or a retriever except through the corpus. Relations form a chain
 (film -> directed by person -> born in city -> located in country), and every passage states only
-the outgoing relation of its own entity, so a two-hop question needs two searches: the passage of
+the outgoing relations of its own entity, so a two-hop question needs two searches: the passage of
 the question's subject names an intermediate entity whose own passage holds the answer.
+
+With ``distractors`` (the default) each passage also names an entity of the same type that answers
+nothing ("Ulaga lives in Kemora.", "Dorimu stars Ulaga.", "Kemora lies near the border of Bastia."),
+so a passage offers two candidate names and the policy must read the relation to pick one. Without
+them the one name a passage adds is the answer, and a policy that boxes the last new name it read
+scores well before any reinforcement.
 
 Questions (the answer is another entity's name, never in the question):
 
@@ -53,6 +59,11 @@ class WorldConfig(StrictModel):
     films: int = Field(150, ge=1)
     heldout_fraction: float = Field(0.2, gt=0, lt=1)  # of each subject type
     test_per_hops: int = Field(50, ge=1)  # held-out questions of each hop count
+    # Every passage also names a second entity of its answer's type through a relation no question
+    # asks about (a person lives in a city, a film stars a person, a city lies near the border of a
+    # country): which retrieved name answers, and which one to search next, is then a matter of
+    # reading the relation, as in real passages, not of picking the one new name.
+    distractors: bool = True
 
 
 @dataclass
@@ -64,20 +75,25 @@ class World:
     film_director: dict[str, str]
     film_genre: dict[str, str]
     heldout: set[str] = field(default_factory=set)  # subjects only test questions name
+    # The distractor relations (``WorldConfig.distractors``), stated after the asked one.
+    person_home: dict[str, str] = field(default_factory=dict)
+    film_star: dict[str, str] = field(default_factory=dict)
+    city_border: dict[str, str] = field(default_factory=dict)
 
     def passages(self) -> list[Passage]:
         out: list[Passage] = []
         for c in self.countries:
             out.append(Passage.from_title_text(f"country-{c}", c, f"{c} is a country."))
         for city, country in self.city_country.items():
-            out.append(Passage.from_title_text(f"city-{city}", city, f"{city} is a city in {country}."))
+            text = f"{city} is a city in {country}." + _also(self.city_border, city, "lies near the border of")
+            out.append(Passage.from_title_text(f"city-{city}", city, text))
         for p, city in self.person_city.items():
             job = self.person_job[p]
-            text = f"{p} is {_article(job)} {job}. {p} was born in {city}."
+            text = f"{p} is {_article(job)} {job}. {p} was born in {city}." + _also(self.person_home, p, "lives in")
             out.append(Passage.from_title_text(f"person-{p}", p, text))
         for f, director in self.film_director.items():
             genre = self.film_genre[f]
-            text = f"{f} is {_article(genre)} {genre} film directed by {director}."
+            text = f"{f} is {_article(genre)} {genre} film directed by {director}." + _also(self.film_star, f, "stars")
             out.append(Passage.from_title_text(f"film-{f}", f, text))
         return out
 
@@ -104,6 +120,12 @@ class World:
     def vocabulary_text(self) -> list[str]:
         """Every text the policy will read: passages and questions (the tokenizer trains on it)."""
         return [p.contents for p in self.passages()] + [q.question for q in self.questions()]
+
+
+def _also(relation: dict[str, str], entity: str, verb: str) -> str:
+    """The distractor sentence of ``entity`` (empty without one)."""
+    other = relation.get(entity)
+    return f" {entity} {verb} {other}." if other else ""
 
 
 def _article(word: str) -> str:
@@ -141,7 +163,24 @@ def generate_world(cfg: WorldConfig) -> World:
     for group in (cities, people, films):
         k = max(1, round(len(group) * cfg.heldout_fraction))
         world.heldout.update(rng.sample(group, k))
+    if cfg.distractors:
+        # A stream of its own: the rest of the world is the same with or without distractors.
+        drng = random.Random(f"{cfg.seed}-distractors")
+        world.person_home = _others(drng, world.person_city, cities)
+        world.film_star = _others(drng, world.film_director, people)
+        world.city_border = _others(drng, world.city_country, countries)
     return world
+
+
+def _others(rng: random.Random, asked: dict[str, str], pool: list[str]) -> dict[str, str]:
+    """For each entity, a random member of ``pool`` other than its asked relation's target (none
+    where the pool holds nothing else)."""
+    out = {}
+    for entity, target in asked.items():
+        rest = [x for x in pool if x != target]
+        if rest:
+            out[entity] = rng.choice(rest)
+    return out
 
 
 def split_questions(world: World, cfg: WorldConfig) -> tuple[list[Question], list[Question]]:
