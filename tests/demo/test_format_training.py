@@ -10,6 +10,9 @@ import pytest
 
 from research_rl import tags
 from research_rl.demo.format_training import (
+    FINAL_THOUGHTS,
+    FIRST_THOUGHTS,
+    NEXT_THOUGHTS,
     FormatTrainingConfig,
     TranscriptSampler,
     encode_transcript,
@@ -110,11 +113,11 @@ def test_answers_hit_the_gold_only_at_chance_rate(setup):
 
 def test_name_spans_are_names_read_so_far_and_hit_the_gold_at_chance(setup):
     """With ``span_pool: names`` (the demo's default) a query is one name of the question or of an
-    earlier result, the answer one name of the results, each uniform over the distinct names: the
-    gold is boxed at the rate a uniform pick among the retrieved names gives, no more."""
+    earlier result, the answer (``answer_pool: read``) one name of the results, each uniform over
+    the distinct names: the gold is boxed at the rate a uniform pick among them gives, no more."""
     base, _, train = setup
-    sampler = TranscriptSampler(base.retriever, base.topk, base.render_prompt, base.render_result,
-                                FormatTrainingConfig(span_pool="names", fresh_queries=True))
+    cfg = FormatTrainingConfig(span_pool="names", fresh_queries=True, answer_pool="read")
+    sampler = TranscriptSampler(base.retriever, base.topk, base.render_prompt, base.render_result, cfg)
     rng = random.Random(5)
     hits, chance, n = 0, 0.0, 0
     for q in train:
@@ -136,6 +139,48 @@ def test_name_spans_are_names_read_so_far_and_hit_the_gold_at_chance(setup):
             chance += (q.golden_answers[0] in retrieved) / len(retrieved)
     assert n > 2000 and chance > 100
     assert 0.8 * chance < hits < 1.2 * chance
+
+
+def test_last_new_answers_are_names_the_last_result_added_and_hit_the_gold_at_chance(setup):
+    """``answer_pool: last_new`` (the default) boxes a name the last result block brought that was
+    not read before it (else a name of that block): uniform over those, so still blind to the gold."""
+    base, _, train = setup
+    cfg = FormatTrainingConfig(span_pool="names", answer_pool="last_new")
+    sampler = TranscriptSampler(base.retriever, base.topk, base.render_prompt, base.render_result, cfg)
+    rng = random.Random(6)
+    hits, chance, n, narrower = 0, 0.0, 0, 0
+    for q in train:
+        for _ in range(20):
+            t = sampler.sample(q, rng)
+            blocks = [names(text.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " "))
+                      for text, by_model in t.segments if not by_model]
+            if not blocks:
+                assert t.answer in names(q.question)
+                continue
+            earlier = set(names(q.question)).union(*blocks[:-1])
+            pool = [name for name in blocks[-1] if name not in earlier] or blocks[-1]
+            assert t.answer in pool, (t.answer, pool)
+            n += 1
+            narrower += len(pool) < len(set().union(*blocks))
+            hits += t.answer == q.golden_answers[0]
+            chance += (q.golden_answers[0] in pool) / len(pool)
+    assert n > 2000 and chance > 100
+    assert narrower > n / 4  # the pool is often smaller than all names read: the test can tell
+    assert 0.8 * chance < hits < 1.2 * chance
+
+
+@pytest.mark.parametrize("variants", [1, 3])
+def test_thoughts_use_the_first_thought_variants_phrases(setup, variants):
+    base, _, train = setup
+    cfg = FormatTrainingConfig(thought_variants=variants)
+    sampler = TranscriptSampler(base.retriever, base.topk, base.render_prompt, base.render_result, cfg)
+    allowed = {p for phrases in (FIRST_THOUGHTS, NEXT_THOUGHTS, FINAL_THOUGHTS) for p in phrases[:variants]}
+    rng = random.Random(7)
+    used = set()
+    for q in train[:100]:
+        text = sampler.sample(q, rng).completion
+        used |= {chunk.split(tags.THINK_CLOSE)[0].strip() for chunk in text.split(tags.THINK_OPEN)[1:]}
+    assert used == allowed
 
 
 def test_random_span_lengths_and_bounds():

@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pydantic import Field
+
 from research_rl import tags
 from research_rl.config import StrictModel
 from research_rl.corpus import Passage
@@ -48,14 +50,18 @@ FINAL_THOUGHTS = ("I can answer now.", "I have the answer.", "I know the answer 
 
 
 class FormatTrainingConfig(StrictModel):
-    steps: int = 400
+    # 1000: at 400 some seeds still broke the format in 25-50% of sampled rollouts (a search tag
+    # closed by "} </answer>", a fourth search), and GRPO from such a policy learnt to stop searching.
+    steps: int = 1000
     batch_size: int = 16
     learning_rate: float = 2e-3
     warmup_steps: int = 30
     weight_decay: float = 0.0  # decay would shrink rare names' embeddings between sightings
     corpus_fraction: float = 0.5  # share of each batch that is plain passages
-    # Probability of 0, 1, 2, 3 ... searches in a transcript.
-    search_count_probs: list[float] = [0.05, 0.25, 0.5, 0.2]
+    # Probability of 0, 1, 2, 3 ... searches in a transcript. Two is the mode so that the greedy
+    # policy searches twice before GRPO: after one search it would often box a name of the one
+    # passage it read, and be right on one-hop questions by luck.
+    search_count_probs: list[float] = [0.05, 0.15, 0.6, 0.2]
     question_query_prob: float = 0.0  # a later query spans the question (else an earlier result)
     span_length_probs: list[float] = [0.6, 0.3, 0.1]  # spans of 1, 2, 3 words
     # What a span is drawn from: "words" (content words, spans of span_length_probs) or "names"
@@ -65,6 +71,12 @@ class FormatTrainingConfig(StrictModel):
     # With names: a later query drawn from the results skips names already searched for (a repeated
     # query retrieves nothing new). Still blind to the gold: the new name may be any retrieved one.
     fresh_queries: bool = True
+    # What the boxed answer is drawn from (with names): "read", any name of the results retrieved so
+    # far; "last_new", a name the last result block added (one not read before it), falling back
+    # to the names of that block, then to the question's. Still blind to the gold. With "read" the
+    # policy boxed names it had not read in 59% of rollouts (frequent names of the corpus); with
+    # "last_new", in 13%: the answer to learn is then one of the few names on the page it reads.
+    answer_pool: Literal["read", "last_new"] = "last_new"
     # Loss weight of a query or answer span token, relative to a boilerplate token (1). At 1 the
     # policy learnt the format but copied the question's subject into 1-2% of its queries; at 3,
     # 34-55% (train questions, 600 steps, by variant); at 5 and more the format itself degraded.
@@ -74,6 +86,10 @@ class FormatTrainingConfig(StrictModel):
     # of a result>"). Off by default: with quotes, most invalid rollouts of the format-trained
     # policy were thoughts that never closed after a quoted span.
     quote_in_thoughts: bool = False
+    # How many of each set of thought phrases the transcripts use (1: one fixed phrase per place).
+    # Varied phrases cost rollout tokens and add sampling noise GRPO must average out; with one,
+    # GRPO's rollouts were shorter and its gains steadier (docs/demo.md).
+    thought_variants: int = Field(1, ge=1, le=3)
     # Also learn the inserted result blocks (GRPO never does: there they are masked). Off by
     # default: the policy then learnt to write result blocks of its own, breaking the format.
     loss_on_results: bool = False
@@ -154,6 +170,7 @@ class TranscriptSampler:
         self._pool = names if by_name else words
         self._lengths = [1.0] if by_name else cfg.span_length_probs  # a name is one word
         self._fresh = cfg.fresh_queries and by_name  # a word span must stay contiguous
+        self._last_new = cfg.answer_pool == "last_new" and by_name
 
     def sample(self, question: Question, rng: random.Random) -> Transcript:
         cfg = self.cfg
@@ -161,6 +178,7 @@ class TranscriptSampler:
         question_words = self._pool(question.question) or words(question.question)
         read = ""
         result_words: list[str] = []
+        last_new: list[str] = []
         n_search = rng.choices(range(len(cfg.search_count_probs)), weights=cfg.search_count_probs)[0]
         thought = self._thought(rng, FIRST_THOUGHTS, "I need to find", question_words)
         for i in range(n_search):
@@ -175,12 +193,16 @@ class TranscriptSampler:
             result = self.render_result(hits)
             t.add([(result, False)], False)
             # Spans come from what the model reads (the rendered block), tags left out.
-            read += result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
+            block = result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
+            before = set(self._pool(read)) | set(question_words)
+            last_new = [n for n in self._pool(block) if n not in before] or self._pool(block)
+            read += block
             result_words = self._pool(read)  # names: each distinct name once, however often read
             # The inserted block ends in a newline, so the model's next turn starts right at a tag.
             phrases = NEXT_THOUGHTS if i + 1 < n_search else FINAL_THOUGHTS
             thought = self._thought(rng, phrases, "I found", result_words)
-        t.answer = random_span(rng, result_words or question_words, self._lengths)
+        pool = last_new if self._last_new else result_words
+        t.answer = random_span(rng, pool or result_words or question_words, self._lengths)
         # Generation stops at </answer>, so nothing follows it (no end-of-sequence token either).
         answer = [(" <answer> The final answer is \\boxed{ ", False), (t.answer, True), (" } </answer>", False)]
         t.add([*thought, *answer], True)
@@ -193,7 +215,7 @@ class TranscriptSampler:
         if self.cfg.quote_in_thoughts and source and rng.random() < 0.5:
             span = random_span(rng, source, self._lengths)
             return [(f"<think> {lead} ", False), (span, True), (". </think>", False)]
-        return [(f"<think> {rng.choice(phrases)} </think>", False)]
+        return [(f"<think> {rng.choice(phrases[: self.cfg.thought_variants])} </think>", False)]
 
 
 def encode_transcript(
