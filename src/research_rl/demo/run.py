@@ -42,12 +42,12 @@ from research_rl.rollout import RolloutConfig
 from research_rl.training.config import GRPOSettings
 from research_rl.trajectory import Trajectory
 
-# The base template's protocol in a few words: the tiny policy reads this prompt on every rollout,
-# and the built-in base prompt (hundreds of tokens) would triple the compute of the run on CPU.
+# The base template's protocol in one line: the tiny policy reads this prompt on every rollout, and
+# every prompt token is computed in every generation and training pass (the built-in base prompt,
+# hundreds of tokens, would triple the compute of the run on a CPU).
 DEMO_PROMPT = (
-    "Answer the question. Think inside <think> </think>. Search with <search> query </search>; "
-    "passages come back inside <result> </result>. Give the final answer inside <answer> </answer> "
-    "with the exact answer in \\boxed{}.\nUser: {question}\nAssistant:"
+    "Answer the question. Think in <think> </think>, search with <search> query </search>, and "
+    "answer in <answer> \\boxed{} </answer>.\nUser: {question}\nAssistant:"
 )
 HOPS = {1: "one_hop", 2: "two_hop"}
 
@@ -186,6 +186,11 @@ def write_trajectories(trajectories: Sequence[Trajectory], path: Path) -> None:
 
 
 # -- the pipeline ------------------------------------------------------------------------------
+# The protocol's text is in every rollout, the world's text spread over many: repeated this often
+# in the tokenizer's training texts, each protocol word becomes one token.
+PROTOCOL_REPEATS = 50
+
+
 def tokenizer_texts(world_texts: list[str], prompt: str) -> list[str]:
     protocol = [
         prompt,
@@ -196,7 +201,7 @@ def tokenizer_texts(world_texts: list[str], prompt: str) -> list[str]:
         *NEXT_THOUGHTS,
         *FINAL_THOUGHTS,
     ]
-    return world_texts + protocol
+    return world_texts + protocol * PROTOCOL_REPEATS
 
 
 def run_demo(
