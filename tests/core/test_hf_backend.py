@@ -26,7 +26,7 @@ def tok():
     return t
 
 
-SEARCH_BOOST = 1.5
+SEARCH_BOOST = 1.6
 
 
 def build_model(tok, search_boost: float = SEARCH_BOOST) -> Qwen2ForCausalLM:

@@ -49,3 +49,25 @@ def test_saved_policy_loads_with_auto_classes(tmp_path, tokenizer):
     assert loaded.config.model_type == "qwen2"
     assert loaded.config.vocab_size == len(tok)
     assert loaded.get_input_embeddings().weight.data_ptr() == loaded.get_output_embeddings().weight.data_ptr()
+
+
+def test_tokenizer_loaded_beside_the_policy_encodes_like_the_trained_one(tmp_path):
+    """Beside a Qwen2 config, AutoTokenizer builds a Qwen2Tokenizer with its own pre-tokeniser:
+    the trained tokenizer must split text the same way, or format training (in memory) and GRPO,
+    evaluation and ``research ask`` (from disk) would see different token ids for the same text."""
+    from transformers import AutoTokenizer
+
+    texts = [p.contents for p in WORLD.passages()] + [
+        "<result>\nDoc 1 (Title: A) b 2024, it's 3.5\n</result>\n<think> ok </think> "
+        "<answer> The final answer is \\boxed{ Émile } </answer>",
+    ]
+    # The texts themselves are in the training data, so merges across Qwen2's split points
+    # (" 1", "'s", "2024") would exist if the trainer's split allowed them.
+    tokenizer = train_tokenizer(texts * 20, vocab_size=2000)
+    model = create_policy(PolicyConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                       num_attention_heads=2, num_key_value_heads=2), tokenizer)
+    save_policy(model, tokenizer, tmp_path)
+    loaded = AutoTokenizer.from_pretrained(str(tmp_path))
+    for text in texts:
+        assert loaded(text, add_special_tokens=False)["input_ids"] == tokenizer(
+            text, add_special_tokens=False)["input_ids"], text

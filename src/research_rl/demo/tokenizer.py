@@ -1,5 +1,12 @@
 """A byte-level BPE tokenizer trained on the world's text, saved in the standard Hugging Face format.
 
+Byte-level, and split into pre-tokens exactly as transformers' ``Qwen2Tokenizer`` splits them
+(NFC, then Qwen2's regex): next to a Qwen2 ``config.json``, ``AutoTokenizer`` loads the saved files
+as a ``Qwen2Tokenizer``, which replaces the normaliser and pre-tokeniser with its own. Trained with
+any other split, the tokenizer a stage has in memory and the one every later stage loads from disk
+would encode the same text differently (the demo's format training and its GRPO once did, on
+every result block: "Doc 1" was two tokens to one and three to the other).
+
 Byte-level, so any text round-trips exactly (a user's question with unseen words included); the
 vocabulary is large enough that the world's names are mostly whole tokens, which keeps sequences
 short and makes "copy this name" one decision for the policy. The protocol tags are added as
@@ -42,11 +49,16 @@ def train_tokenizer(
     the benchmark all build theirs here. ``pad_token=EOS`` pads with EOS (one special token only);
     ``added_tokens`` are added as ordinary tokens (``()`` for none).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
