@@ -315,6 +315,11 @@ def train(
         raise NonFiniteError(f"{err}: training stopped; {kept}") from None
     finally:
         monitor.close()
-        checkpoints.clear_partial(run_dir)
         rollout_func.engine.retriever.close()
+    # Once every rank has left train(): a rank still listing checkpoints/.partial at the end of
+    # transformers' loop failed when another rank removed it under it. After an error the
+    # staging directory stays until the next start clears it (nothing ever loads it).
+    trainer.accelerator.wait_for_everyone()
+    if trainer.args.should_save:
+        checkpoints.clear_partial(run_dir)
     return TrainResult(run_dir, trainer.state.global_step, checkpoints.latest_checkpoint(run_dir))
