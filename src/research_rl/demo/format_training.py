@@ -194,8 +194,9 @@ class TranscriptSampler:
             t.add([(result, False)], False)
             # Spans come from what the model reads (the rendered block), tags left out.
             block = result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
-            before = set(self._pool(read)) | set(question_words)
-            last_new = [n for n in self._pool(block) if n not in before] or self._pool(block)
+            if self._last_new:  # result_words still holds what was read before this block
+                seen = set(result_words) | set(question_words)
+                last_new = [n for n in self._pool(block) if n not in seen] or self._pool(block)
             read += block
             result_words = self._pool(read)  # names: each distinct name once, however often read
             # The inserted block ends in a newline, so the model's next turn starts right at a tag.
