@@ -260,7 +260,8 @@ def run_demo(
     template = load_template("base", prompt_path)
     world = generate_world(cfg.world)
     trained = train_tokenizer(tokenizer_texts(world.vocabulary_text(), template.text), cfg.vocab_size)
-    # Train with the tokenizer exactly as every later stage loads it from disk.
+    # Train with the tokenizer as saved: beside the policy's config every later stage loads these
+    # files as a Qwen2Tokenizer, which encodes the same (research_rl.demo.tokenizer).
     trained.save_pretrained(str(out / "model"))
     tokenizer = AutoTokenizer.from_pretrained(str(out / "model"))
     build_index(files.corpus, out / "index", kind="bm25", show_progress=False)
@@ -315,9 +316,7 @@ def run_demo(
 
     summary: dict[str, Any] = {}
     if evaluate_before:
-        # The saved policy, loaded as GRPO and `research ask --initial` load it: the model still in
-        # memory decoded 19 of 60 greedy rollouts differently (near-tied tokens).
-        summary["before"] = run_eval("before", AutoModelForCausalLM.from_pretrained(str(out / "model")))
+        summary["before"] = run_eval("before", model)
         console.print(results_table({"before": summary["before"]}))
 
     # 4. GRPO through research train's code path
