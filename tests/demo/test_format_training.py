@@ -29,6 +29,11 @@ CFG = WorldConfig(seed=2, countries=4, cities=12, people=40, films=40, test_per_
 PROMPT = "Answer with search.\nUser: {question}\nAssistant:"
 
 
+def _untagged(result: str) -> str:
+    """An inserted result block as the model reads it, its tags left out."""
+    return result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from research_rl.retrieval.index import build_index, load_index
@@ -77,7 +82,7 @@ def test_queries_and_answers_are_spans_of_what_was_read(setup):
         read = " ".join(words(q.question))
         for query, (text, _) in zip(t.queries, t.segments[1::2], strict=True):
             assert query in read  # a span of the question or of an earlier result (content words)
-            read += " " + " ".join(words(text.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")))
+            read += " " + " ".join(words(_untagged(text)))
         assert t.answer in read
 
 
@@ -98,7 +103,7 @@ def test_answers_hit_the_gold_only_at_chance_rate(setup):
         for _ in range(20):
             t = sampler.sample(q, rng)
             source = [w for text, by_model in t.segments if not by_model
-                      for w in words(text.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " "))]
+                      for w in words(_untagged(text))]
             if not source:
                 continue
             n += 1
@@ -129,7 +134,7 @@ def test_name_spans_are_names_read_so_far_and_hit_the_gold_at_chance(setup):
                 fresh = [n for n in read[len(names(q.question)):] if n not in t.queries[:i]]
                 if i and fresh:  # a later query is a retrieved name not searched for yet
                     assert query in fresh, (query, fresh)
-                read += names(text.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " "))
+                read += names(_untagged(text))
             retrieved = set(read[len(names(q.question)):])
             if not retrieved:
                 continue
@@ -152,7 +157,7 @@ def test_last_new_answers_are_names_the_last_result_added_and_hit_the_gold_at_ch
     for q in train:
         for _ in range(20):
             t = sampler.sample(q, rng)
-            blocks = [names(text.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " "))
+            blocks = [names(_untagged(text))
                       for text, by_model in t.segments if not by_model]
             if not blocks:
                 assert t.answer in names(q.question)
