@@ -18,6 +18,7 @@ from research_rl.demo.format_training import (
     encode_transcript,
     names,
     random_span,
+    untagged,
     words,
 )
 from research_rl.demo.tokenizer import PROTOCOL_TOKENS, train_tokenizer
@@ -27,11 +28,6 @@ from research_rl.rollout import format_passages, result_block
 
 CFG = WorldConfig(seed=2, countries=4, cities=12, people=40, films=40, test_per_hops=10)
 PROMPT = "Answer with search.\nUser: {question}\nAssistant:"
-
-
-def _untagged(result: str) -> str:
-    """An inserted result block as the model reads it, its tags left out."""
-    return result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +78,7 @@ def test_queries_and_answers_are_spans_of_what_was_read(setup):
         read = " ".join(words(q.question))
         for query, (text, _) in zip(t.queries, t.segments[1::2], strict=True):
             assert query in read  # a span of the question or of an earlier result (content words)
-            read += " " + " ".join(words(_untagged(text)))
+            read += " " + " ".join(words(untagged(text)))
         assert t.answer in read
 
 
@@ -103,7 +99,7 @@ def test_answers_hit_the_gold_only_at_chance_rate(setup):
         for _ in range(20):
             t = sampler.sample(q, rng)
             source = [w for text, by_model in t.segments if not by_model
-                      for w in words(_untagged(text))]
+                      for w in words(untagged(text))]
             if not source:
                 continue
             n += 1
@@ -134,7 +130,7 @@ def test_name_spans_are_names_read_so_far_and_hit_the_gold_at_chance(setup):
                 fresh = [n for n in read[len(names(q.question)):] if n not in t.queries[:i]]
                 if i and fresh:  # a later query is a retrieved name not searched for yet
                     assert query in fresh, (query, fresh)
-                read += names(_untagged(text))
+                read += names(untagged(text))
             retrieved = set(read[len(names(q.question)):])
             if not retrieved:
                 continue
@@ -157,7 +153,7 @@ def test_last_new_answers_are_names_the_last_result_added_and_hit_the_gold_at_ch
     for q in train:
         for _ in range(20):
             t = sampler.sample(q, rng)
-            blocks = [names(_untagged(text))
+            blocks = [names(untagged(text))
                       for text, by_model in t.segments if not by_model]
             if not blocks:
                 assert t.answer in names(q.question)

@@ -145,6 +145,11 @@ def random_span(rng: random.Random, source: Sequence[str], length_probs: Sequenc
     return " ".join(source[start : start + length])
 
 
+def untagged(result: str) -> str:
+    """An inserted result block as the model reads it, its tags left out: spans come from this."""
+    return result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
+
+
 class TranscriptSampler:
     """Random transcripts for questions, with real retrieval.
 
@@ -192,11 +197,11 @@ class TranscriptSampler:
             hits = self.retriever.search([query], self.topk)[0]
             result = self.render_result(hits)
             t.add([(result, False)], False)
-            # Spans come from what the model reads (the rendered block), tags left out.
-            block = result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
+            block = untagged(result)
             if self._last_new:  # result_words still holds what was read before this block
                 seen = set(result_words) | set(question_words)
-                last_new = [n for n in self._pool(block) if n not in seen] or self._pool(block)
+                block_names = self._pool(block)
+                last_new = [n for n in block_names if n not in seen] or block_names
             read += block
             result_words = self._pool(read)  # names: each distinct name once, however often read
             # The inserted block ends in a newline, so the model's next turn starts right at a tag.
