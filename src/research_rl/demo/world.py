@@ -6,11 +6,13 @@ means anything to a tokenizer or a retriever except through the corpus. Relation
 the outgoing relations of its own entity, so a two-hop question needs two searches: the passage of
 the question's subject names an intermediate entity whose own passage holds the answer.
 
-With ``distractors`` (the default) each passage also names an entity of the same type that answers
-nothing ("Ulaga lives in Kemora.", "Dorimu stars Ulaga.", "Kemora lies near the border of Bastia."),
-so a passage offers two candidate names and the policy must read the relation to pick one. Without
-them the one name a passage adds is the answer, and a policy that boxes the last new name it read
-scores well before any reinforcement.
+With ``distractors`` each passage also names one or two entities of the answer's type that answer
+nothing ("Ulaga lives in Kemora. Ulaga works in Pesa.", "Dorimu stars Ulaga. Dorimu features Tovi.",
+"Kemora lies near the border of Bastia. Kemora trades with Lumo."), so a passage offers several
+candidate names and the policy must read the relation to pick one. Without them the one name a
+passage adds is the answer, and a policy that boxes the last new name it read scores well before
+any reinforcement; with two, a blind pick at each of a two-hop question's hops is right about one
+time in nine.
 
 Questions (the answer is another entity's name, never in the question):
 
@@ -59,11 +61,12 @@ class WorldConfig(StrictModel):
     films: int = Field(150, ge=1)
     heldout_fraction: float = Field(0.2, gt=0, lt=1)  # of each subject type
     test_per_hops: int = Field(50, ge=1)  # held-out questions of each hop count
-    # Every passage also names a second entity of its answer's type through a relation no question
-    # asks about (a person lives in a city, a film stars a person, a city lies near the border of a
-    # country): which retrieved name answers, and which one to search next, is then a matter of
-    # reading the relation, as in real passages, not of picking the one new name.
-    distractors: bool = True
+    # How many other entities of its answer's type every passage also names, through relations no
+    # question asks about (a person lives in / works in a city, a film stars / features a person, a
+    # city lies near the border of / trades with a country): which retrieved name answers, and which
+    # one to search next, is then a matter of reading the relation, as in real passages, not of
+    # picking the one new name. 0: none; 1 or 2.
+    distractors: int = Field(1, ge=0, le=2)
 
 
 @dataclass
@@ -79,21 +82,28 @@ class World:
     person_home: dict[str, str] = field(default_factory=dict)
     film_star: dict[str, str] = field(default_factory=dict)
     city_border: dict[str, str] = field(default_factory=dict)
+    # The second distractor of each passage (``distractors: 2``), stated last.
+    person_work: dict[str, str] = field(default_factory=dict)
+    film_feature: dict[str, str] = field(default_factory=dict)
+    city_trade: dict[str, str] = field(default_factory=dict)
 
     def passages(self) -> list[Passage]:
         out: list[Passage] = []
         for c in self.countries:
             out.append(Passage.from_title_text(f"country-{c}", c, f"{c} is a country."))
         for city, country in self.city_country.items():
-            text = f"{city} is a city in {country}." + _also(self.city_border, city, "lies near the border of")
+            text = (f"{city} is a city in {country}." + _also(self.city_border, city, "lies near the border of")
+                    + _also(self.city_trade, city, "trades with"))
             out.append(Passage.from_title_text(f"city-{city}", city, text))
         for p, city in self.person_city.items():
             job = self.person_job[p]
-            text = f"{p} is {_article(job)} {job}. {p} was born in {city}." + _also(self.person_home, p, "lives in")
+            text = (f"{p} is {_article(job)} {job}. {p} was born in {city}." + _also(self.person_home, p, "lives in")
+                    + _also(self.person_work, p, "works in"))
             out.append(Passage.from_title_text(f"person-{p}", p, text))
         for f, director in self.film_director.items():
             genre = self.film_genre[f]
-            text = f"{f} is {_article(genre)} {genre} film directed by {director}." + _also(self.film_star, f, "stars")
+            text = (f"{f} is {_article(genre)} {genre} film directed by {director}." + _also(self.film_star, f, "stars")
+                    + _also(self.film_feature, f, "features"))
             out.append(Passage.from_title_text(f"film-{f}", f, text))
         return out
 
@@ -166,18 +176,25 @@ def generate_world(cfg: WorldConfig) -> World:
     if cfg.distractors:
         # A stream of its own: the rest of the world is the same with or without distractors.
         drng = random.Random(f"{cfg.seed}-distractors")
-        world.person_home = _others(drng, world.person_city, cities)
-        world.film_star = _others(drng, world.film_director, people)
-        world.city_border = _others(drng, world.city_country, countries)
+        # The first distractors are drawn before the second ones, so a world with one distractor
+        # per passage is the same with ``distractors: 1`` as it was before there could be two.
+        world.person_home = _others(drng, [world.person_city], cities)
+        world.film_star = _others(drng, [world.film_director], people)
+        world.city_border = _others(drng, [world.city_country], countries)
+    if cfg.distractors >= 2:
+        world.person_work = _others(drng, [world.person_city, world.person_home], cities)
+        world.film_feature = _others(drng, [world.film_director, world.film_star], people)
+        world.city_trade = _others(drng, [world.city_country, world.city_border], countries)
     return world
 
 
-def _others(rng: random.Random, asked: dict[str, str], pool: list[str]) -> dict[str, str]:
-    """For each entity, a random member of ``pool`` other than its asked relation's target (none
-    where the pool holds nothing else)."""
+def _others(rng: random.Random, named: list[dict[str, str]], pool: list[str]) -> dict[str, str]:
+    """For each entity of ``named[0]``, a random member of ``pool`` that none of the ``named``
+    relations already gives it (none where the pool holds nothing else)."""
     out = {}
-    for entity, target in asked.items():
-        rest = [x for x in pool if x != target]
+    for entity in named[0]:
+        taken = {rel[entity] for rel in named if entity in rel}
+        rest = [x for x in pool if x not in taken]
         if rest:
             out[entity] = rng.choice(rest)
     return out
