@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+from pydantic import ValidationError
+
 from research_rl.corpus import read_corpus
 from research_rl.demo.world import (
     ONE_HOP_KINDS,
@@ -18,6 +21,11 @@ from research_rl.questions import read_questions
 from research_rl.retrieval.tokenize import tokenize
 
 SMALL = WorldConfig(seed=3, countries=4, cities=12, people=40, films=40, test_per_hops=10)
+
+
+def with_distractors(n) -> WorldConfig:
+    """SMALL with ``distractors: n`` (a count for every passage type, or counts by type)."""
+    return WorldConfig.model_validate({**SMALL.model_dump(), "distractors": n})
 
 
 def test_same_seed_same_files_other_seed_other_world(tmp_path):
@@ -81,7 +89,7 @@ def test_names_are_unique_rare_words(tmp_path):
 
 
 def test_each_passage_names_two_distractors_of_the_answers_type_after_the_asked_relation():
-    world = generate_world(SMALL.model_copy(update={"distractors": 2}))
+    world = generate_world(with_distractors(2))
     passages = {p.title: p.text for p in world.passages()}
     for person, city in world.person_city.items():
         home, work = world.person_home[person], world.person_work[person]
@@ -101,7 +109,7 @@ def test_each_passage_names_two_distractors_of_the_answers_type_after_the_asked_
 
 
 def test_fewer_distractors_leave_the_rest_of_the_world_as_it_was():
-    plain, one, two = (generate_world(SMALL.model_copy(update={"distractors": n})) for n in (0, 1, 2))
+    plain, one, two = (generate_world(with_distractors(n)) for n in (0, 1, 2))
     assert not plain.person_home and not plain.film_star and not plain.city_border
     assert not one.person_work and not one.film_feature and not one.city_trade
     for rich in (one, two):
@@ -121,3 +129,12 @@ def test_a_pool_too_small_for_two_distractors_gives_what_it_can():
         assert world.city_border[city] != country
         assert city not in world.city_trade  # two countries: one is the answer, one the first distractor
     assert all("trades with" not in p.text for p in world.passages())
+
+
+def test_distractors_by_passage_type():
+    world = generate_world(with_distractors({"person": 2}))  # films and cities keep one
+    assert len(world.person_work) == len(world.person_city)
+    assert world.film_star and world.city_border and not world.film_feature and not world.city_trade
+    assert WorldConfig(distractors=True).distractors == WorldConfig(distractors=1).distractors
+    with pytest.raises(ValidationError, match="film"):
+        WorldConfig.model_validate({"distractors": {"film": 3}})

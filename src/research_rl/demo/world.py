@@ -6,8 +6,8 @@ means anything to a tokenizer or a retriever except through the corpus. Relation
 the outgoing relations of its own entity, so a two-hop question needs two searches: the passage of
 the question's subject names an intermediate entity whose own passage holds the answer.
 
-With ``distractors`` each passage also names one or two entities of the answer's type that answer
-nothing ("Ulaga lives in Kemora. Ulaga works in Pesa.", "Dorimu stars Ulaga. Dorimu features Tovi.",
+With ``distractors`` (a count per passage type) each passage also names one or two entities of
+the answer's type that answer nothing ("Ulaga lives in Kemora. Ulaga works in Pesa.", "Dorimu stars Ulaga. Dorimu features Tovi.",
 "Kemora lies near the border of Bastia. Kemora trades with Lumo."), so a passage offers several
 candidate names and the policy must read the relation to pick one. Without them the one name a
 passage adds is the answer, and a policy that boxes the last new name it read scores well before
@@ -36,8 +36,9 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from research_rl.config import StrictModel
 from research_rl.corpus import Passage, write_corpus
@@ -53,6 +54,14 @@ _OCCUPATIONS = ("painter", "writer", "singer", "dancer", "actor", "poet", "archi
 _GENRES = ("drama", "comedy", "thriller", "western", "musical", "documentary")
 
 
+class Distractors(StrictModel):
+    """Distractors per passage, by the type of entity the passage is about (0-2 each)."""
+
+    person: int = Field(1, ge=0, le=2)  # cities a person lives in, works in
+    film: int = Field(1, ge=0, le=2)  # people a film stars, features
+    city: int = Field(1, ge=0, le=2)  # countries a city lies near the border of, trades with
+
+
 class WorldConfig(StrictModel):
     seed: int = 0
     countries: int = Field(8, ge=1)
@@ -61,12 +70,19 @@ class WorldConfig(StrictModel):
     films: int = Field(150, ge=1)
     heldout_fraction: float = Field(0.2, gt=0, lt=1)  # of each subject type
     test_per_hops: int = Field(50, ge=1)  # held-out questions of each hop count
-    # How many other entities of its answer's type every passage also names, through relations no
+    # How many other entities of its answer's type each passage also names, through relations no
     # question asks about (a person lives in / works in a city, a film stars / features a person, a
     # city lies near the border of / trades with a country): which retrieved name answers, and which
     # one to search next, is then a matter of reading the relation, as in real passages, not of
-    # picking the one new name. 0: none; 1 or 2.
-    distractors: int = Field(1, ge=0, le=2)
+    # picking the one new name. One number for every passage type, or one per type.
+    distractors: Distractors = Field(default_factory=Distractors)
+
+    @field_validator("distractors", mode="before")
+    @classmethod
+    def _one_count_for_all(cls, value: Any) -> Any:
+        if isinstance(value, int):  # a bool too: the old on/off switch, one distractor or none
+            return {"person": int(value), "film": int(value), "city": int(value)}
+        return value
 
 
 @dataclass
@@ -173,17 +189,22 @@ def generate_world(cfg: WorldConfig) -> World:
     for group in (cities, people, films):
         k = max(1, round(len(group) * cfg.heldout_fraction))
         world.heldout.update(rng.sample(group, k))
-    if cfg.distractors:
-        # A stream of its own: the rest of the world is the same with or without distractors.
-        drng = random.Random(f"{cfg.seed}-distractors")
-        # The first distractors are drawn before the second ones, so a world with one distractor
-        # per passage is the same with ``distractors: 1`` as it was before there could be two.
+    d = cfg.distractors
+    # A stream of its own: the rest of the world is the same with or without distractors. The
+    # first distractors are drawn before the second ones, so a world with one per passage is the
+    # same as it was before there could be two.
+    drng = random.Random(f"{cfg.seed}-distractors")
+    if d.person:
         world.person_home = _others(drng, [world.person_city], cities)
+    if d.film:
         world.film_star = _others(drng, [world.film_director], people)
+    if d.city:
         world.city_border = _others(drng, [world.city_country], countries)
-    if cfg.distractors >= 2:
+    if d.person >= 2:
         world.person_work = _others(drng, [world.person_city, world.person_home], cities)
+    if d.film >= 2:
         world.film_feature = _others(drng, [world.film_director, world.film_star], people)
+    if d.city >= 2:
         world.city_trade = _others(drng, [world.city_country, world.city_border], countries)
     return world
 
