@@ -7,9 +7,10 @@ the outgoing relations of its own entity, so a two-hop question needs two search
 the question's subject names an intermediate entity whose own passage holds the answer.
 
 With ``distractors`` (a count per passage type) each passage also names one or two entities of
-the answer's type that answer nothing ("Ulaga lives in Kemora. Ulaga works in Pesa.", "Dorimu stars Ulaga. Dorimu features Tovi.",
-"Kemora lies near the border of Bastia. Kemora trades with Lumo."), so a passage offers several
-candidate names and the policy must read the relation to pick one. Without them the one name a
+the answer's type that answer nothing ("Ulaga lives in Kemora. Ulaga works in Pesa.", "Dorimu
+stars Ulaga. Dorimu features Tovi.", "Kemora lies near the border of Bastia. Kemora trades with
+Lumo."), so a passage offers several candidate names and the policy must read the relation to pick
+one. Without them the one name a
 passage adds is the answer, and a policy that boxes the last new name it read scores well before
 any reinforcement; with two, a blind pick at each of a two-hop question's hops is right about one
 time in nine.
