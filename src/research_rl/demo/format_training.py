@@ -58,10 +58,11 @@ class FormatTrainingConfig(StrictModel):
     warmup_steps: int = 30
     weight_decay: float = 0.0  # decay would shrink rare names' embeddings between sightings
     corpus_fraction: float = 0.5  # share of each batch that is plain passages
-    # Probability of 0, 1, 2, 3 ... searches in a transcript. Two is the mode so that the greedy
-    # policy searches twice before GRPO: after one search it would often box a name of the one
-    # passage it read, and be right on one-hop questions by luck.
-    search_count_probs: list[float] = [0.05, 0.15, 0.6, 0.2]
+    # Probability of 0, 1, 2, 3 ... searches in a transcript. Three is the mode, so that the greedy
+    # policy before GRPO searches past the answer's passage of both question types: with two, it
+    # followed a two-hop chain and boxed its answer by luck on 0.14-0.34 of two-hop questions.
+    # Two searches stay likely (0.35), so GRPO samples them often enough to learn when to stop.
+    search_count_probs: list[float] = [0.05, 0.15, 0.35, 0.45]
     question_query_prob: float = 0.0  # a later query spans the question (else an earlier result)
     span_length_probs: list[float] = [0.6, 0.3, 0.1]  # spans of 1, 2, 3 words
     # What a span is drawn from: "words" (content words, spans of span_length_probs) or "names"
