@@ -10,10 +10,9 @@ With ``distractors`` (a count per passage type) each passage also names one or t
 the answer's type that answer nothing ("Ulaga lives in Kemora. Ulaga works in Pesa.", "Dorimu
 stars Ulaga. Dorimu features Tovi.", "Kemora lies near the border of Bastia. Kemora trades with
 Lumo."), so a passage offers several candidate names and the policy must read the relation to pick
-one. Without them the one name a
-passage adds is the answer, and a policy that boxes the last new name it read scores well before
-any reinforcement; with two, a blind pick at each of a two-hop question's hops is right about one
-time in nine.
+one. Without them the one name a passage adds is the answer, and a policy that boxes the last new
+name it read scores well before any reinforcement; with two, a blind pick at each of a two-hop
+question's hops is right about one time in nine.
 
 Questions (the answer is another entity's name, never in the question):
 
