@@ -83,7 +83,7 @@ class WorldConfig(StrictModel):
     @classmethod
     def _one_count_for_all(cls, value: Any) -> Any:
         if isinstance(value, int):  # a bool too: the old on/off switch, one distractor or none
-            return {"person": int(value), "film": int(value), "city": int(value)}
+            return dict.fromkeys(Distractors.model_fields, int(value))
         return value
 
 
