@@ -50,7 +50,8 @@ def synthetic_world(rng: random.Random, n: int) -> tuple[list[Passage], list[str
     names = ["".join(rng.choice(SYLLABLES) for _ in range(3)).title() for _ in range(n)]
     passages = [
         Passage.from_title_text(
-            str(i), name,
+            str(i),
+            name,
             f"{name} is a city in {rng.choice(names)}. It was founded by {rng.choice(names)} and "
             f"is known for {rng.choice(names)} river and the {rng.choice(names)} festival.",
         )
@@ -62,9 +63,16 @@ def synthetic_world(rng: random.Random, n: int) -> tuple[list[Passage], list[str
 def make_model(tok: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
     torch.manual_seed(0)
     cfg = Qwen2Config(
-        vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+        vocab_size=len(tok),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
     )
     model = Qwen2ForCausalLM(cfg).eval()
     # Per-token logit biases, so the random model writes the protocol now and then: a constant
@@ -91,9 +99,16 @@ class NaiveGenerateBackend:
         for r in requests:
             ids = torch.tensor([r.prompt_ids])
             out = self.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=r.max_new_tokens,
-                do_sample=True, temperature=sampling.temperature, top_k=0, top_p=1.0,
-                stop_strings=r.stop, tokenizer=self.tok, pad_token_id=self.tok.pad_token_id,
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=r.max_new_tokens,
+                do_sample=True,
+                temperature=sampling.temperature,
+                top_k=0,
+                top_p=1.0,
+                stop_strings=r.stop,
+                tokenizer=self.tok,
+                pad_token_id=self.tok.pad_token_id,
             )
             new = out[0, ids.shape[1] :].tolist()
             text = self.tok.decode(new)
@@ -130,8 +145,12 @@ def main() -> None:
     ap.add_argument("--max-response-tokens", type=int, default=256)
     ap.add_argument("--chunk-tokens", type=int, default=RolloutConfig().chunk_tokens)
     ap.add_argument("--skip-sequential", action="store_true", help="skip (b), the slow baseline")
-    ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats; the best time of each counts")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for tiny models)")
+    ap.add_argument(
+        "--repeats", type=int, default=2, help="interleaved repeats; the best time of each counts"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest for tiny models)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rng = random.Random(0)
@@ -143,13 +162,18 @@ def main() -> None:
     ]
     tok = train_tokenizer(
         [p.contents for p in passages[:500]] + [q.question for q in questions],
-        vocab_size=1000, min_frequency=0,
+        vocab_size=1000,
+        min_frequency=0,
         added_tokens=["<think>", "</think>", "<search>", "</search>", "<answer>", "</answer>"],
     )
     model = make_model(tok)
     cfg = RolloutConfig(
-        max_response_tokens=args.max_response_tokens, max_searches=4, topk=3,
-        max_passage_tokens=32, max_prompt_tokens=1024, chunk_tokens=args.chunk_tokens,
+        max_response_tokens=args.max_response_tokens,
+        max_searches=4,
+        topk=3,
+        max_passage_tokens=32,
+        max_prompt_tokens=1024,
+        chunk_tokens=args.chunk_tokens,
     )
     sampling = SamplingParams(temperature=1.0, seed=0)
 
@@ -169,14 +193,23 @@ def main() -> None:
         per_seq = -(-model_tokens // len(prompts))
         width = max(map(len, prompts))
         ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
-        mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
+        mask = (
+            torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]
+        ).long()
 
         def generate(new_tokens: int, stopping=None):
             torch.manual_seed(0)
             return model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                pad_token_id=tok.pad_token_id, stopping_criteria=stopping,
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                pad_token_id=tok.pad_token_id,
+                stopping_criteria=stopping,
             )
 
         alone = RolloutEngine(HFBackend(model, tok, max_batch_size=1), tok, retriever, cfg)
@@ -218,11 +251,18 @@ def main() -> None:
         if args.skip_sequential:
             seq_tokens, t_seq, naive_tokens, t_naive = 0, float("nan"), 0, float("nan")
         else:
-            seq_tokens, t_seq = sum(t.num_model_tokens for t in results["sequential"]), best["sequential"]
+            seq_tokens, t_seq = (
+                sum(t.num_model_tokens for t in results["sequential"]),
+                best["sequential"],
+            )
             naive_tokens, t_naive = sum(t.num_model_tokens for t in results["naive"]), best["naive"]
         retriever.close()
 
-    rollout_tps, plain_tps, seq_tps = model_tokens / t_rollout, plain_tokens / t_plain, seq_tokens / t_seq
+    rollout_tps, plain_tps, seq_tps = (
+        model_tokens / t_rollout,
+        plain_tokens / t_plain,
+        seq_tokens / t_seq,
+    )
     prompt_len = sum(len(t.prompt_ids) for t in trajs) / len(trajs)
     print(
         f"{len(trajs)} rollouts, {args.threads} torch thread(s), Qwen2 hidden 128 x 2 layers, "
@@ -234,10 +274,18 @@ def main() -> None:
         f"(searches/rollout {m['searches_per_rollout']:.2f}, finish answer/eos/length/max_searches "
         f"{m['finish/answer']:.0f}/{m['finish/eos']:.0f}/{m['finish/length']:.0f}/{m['finish/max_searches']:.0f})"
     )
-    print(f"(a) plain batched generate: {plain_tokens} tokens in {t_plain:.2f}s = {plain_tps:.0f} tok/s")
-    print(f"(a') generate, per-sequence lengths as the rollouts': {model_tokens} tokens in {t_matched:.2f}s = {model_tokens / t_matched:.0f} tok/s")
-    print(f"(b) sequential per-rollout loop: {seq_tokens} tokens in {t_seq:.2f}s = {seq_tps:.0f} tok/s")
-    print(f"(b') naive per-rollout generate loop: {naive_tokens} tokens in {t_naive:.2f}s = {naive_tokens / t_naive:.0f} tok/s")
+    print(
+        f"(a) plain batched generate: {plain_tokens} tokens in {t_plain:.2f}s = {plain_tps:.0f} tok/s"
+    )
+    print(
+        f"(a') generate, per-sequence lengths as the rollouts': {model_tokens} tokens in {t_matched:.2f}s = {model_tokens / t_matched:.0f} tok/s"
+    )
+    print(
+        f"(b) sequential per-rollout loop: {seq_tokens} tokens in {t_seq:.2f}s = {seq_tps:.0f} tok/s"
+    )
+    print(
+        f"(b') naive per-rollout generate loop: {naive_tokens} tokens in {t_naive:.2f}s = {naive_tokens / t_naive:.0f} tok/s"
+    )
     print(f"rollout / (a) = {rollout_tps / plain_tps:.2f} (target >= 0.8)")
     print(f"rollout / (a') = {rollout_tps * t_matched / model_tokens:.2f}")
     print(f"rollout / (b) = {rollout_tps / seq_tps:.2f} (target >= 4)")

@@ -25,7 +25,7 @@ def test_both_corpus_shapes(tmp_path):
         ("{not json", "invalid JSON"),
         ('{"contents": "a"}', "missing field 'id'"),
         ('{"id": "1"}', "needs 'contents'"),
-        ('[1, 2]', "expected a JSON object"),
+        ("[1, 2]", "expected a JSON object"),
     ],
 )
 def test_bad_corpus_line_names_file_and_line(tmp_path, line, msg):
@@ -38,7 +38,9 @@ def test_bad_corpus_line_names_file_and_line(tmp_path, line, msg):
 
 def test_questions_reject_bad_rows(tmp_path):
     p = tmp_path / "q.jsonl"
-    p.write_text('{"id": "a", "question": "Q?", "golden_answers": "x"}\n{"id": "b", "question": "Q?", "golden_answers": []}\n')
+    p.write_text(
+        '{"id": "a", "question": "Q?", "golden_answers": "x"}\n{"id": "b", "question": "Q?", "golden_answers": []}\n'
+    )
     with pytest.raises(QuestionFileError, match=r"q.jsonl:2: field 'golden_answers' is empty"):
         read_questions(p)
     assert read_questions(p, limit=1)[0].golden_answers == ["x"]

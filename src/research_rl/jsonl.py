@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def iter_jsonl(path: str | Path, error: type[Exception] = ValueError) -> Iterator[tuple[str, object]]:
+def iter_jsonl(
+    path: str | Path, error: type[Exception] = ValueError
+) -> Iterator[tuple[str, object]]:
     """Yield ``("file:line", decoded row)`` for each non-blank line; invalid JSON raises ``error``
     naming the file and line."""
     path = Path(path)

@@ -15,8 +15,15 @@ def batch_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
     n = len(trajectories)
     finishes: dict[str, float] = {f"finish/{r}": 0.0 for r in FINISH_REASONS}
     if n == 0:
-        names = ("reward_mean", "reward_std", "f1", "em", "valid_format", "searches_per_rollout",
-                 "model_tokens_per_rollout")
+        names = (
+            "reward_mean",
+            "reward_std",
+            "f1",
+            "em",
+            "valid_format",
+            "searches_per_rollout",
+            "model_tokens_per_rollout",
+        )
         return {**dict.fromkeys(names, 0.0), **finishes}
     rewards = [
         t.reward or score(t.text, t.golden_answers, truncated=t.truncated) for t in trajectories

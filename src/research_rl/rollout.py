@@ -163,7 +163,9 @@ class RolloutEngine:
             )
             requests = [
                 GenerationRequest(
-                    prompt_ids=r.context, max_new_tokens=self._budget(r), stop=list(tags.STOP_STRINGS)
+                    prompt_ids=r.context,
+                    max_new_tokens=self._budget(r),
+                    stop=list(tags.STOP_STRINGS),
                 )
                 for r in active
             ]

@@ -36,7 +36,9 @@ _TRAINING_TEXT = [
 
 
 def make_tokenizer() -> PreTrainedTokenizerFast:
-    return train_tokenizer(_TRAINING_TEXT * 20, 400, min_frequency=0, added_tokens=(), chat_template=CHAT_TEMPLATE)
+    return train_tokenizer(
+        _TRAINING_TEXT * 20, 400, min_frequency=0, added_tokens=(), chat_template=CHAT_TEMPLATE
+    )
 
 
 @pytest.fixture(scope="session")

@@ -48,8 +48,18 @@ def run(args):
 
 
 def base_args(root, out):
-    return ["--model", root / "model", "--index", root / "index", "--questions",
-            root / "questions.jsonl", "--out", out, "--template-path", root / "prompt.txt"]
+    return [
+        "--model",
+        root / "model",
+        "--index",
+        root / "index",
+        "--questions",
+        root / "questions.jsonl",
+        "--out",
+        out,
+        "--template-path",
+        root / "prompt.txt",
+    ]
 
 
 def test_rollout_writes_one_row_per_rollout(assets, tmp_path):
@@ -63,7 +73,12 @@ def test_rollout_writes_one_row_per_rollout(assets, tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["question_id"], r["sample_index"]) for r in rows] == [
-        ("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("b", 2)
+        ("a", 0),
+        ("a", 1),
+        ("a", 2),
+        ("b", 0),
+        ("b", 1),
+        ("b", 2),
     ]  # --n on the command line wins over the file's n
     for r in rows:
         assert r["prompt_text"].startswith("Q: ") and r["reward"] is not None

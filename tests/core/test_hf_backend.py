@@ -32,10 +32,17 @@ SEARCH_BOOST = 1.6
 def build_model(tok, search_boost: float = SEARCH_BOOST) -> Qwen2ForCausalLM:
     torch.manual_seed(0)
     cfg = Qwen2Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        attn_implementation="eager", eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        attn_implementation="eager",
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
     )
     m = Qwen2ForCausalLM(cfg).eval()
     with torch.no_grad():  # make the random model search now and then
@@ -134,7 +141,9 @@ def test_greedy_rollouts_in_a_batch_equal_rollouts_alone(tok, model, retriever):
         assert got.completion_ids == alone.completion_ids
         assert got.loss_mask == alone.loss_mask
         assert (got.finish_reason, got.text, got.search_queries) == (
-            alone.finish_reason, alone.text, alone.search_queries
+            alone.finish_reason,
+            alone.text,
+            alone.search_queries,
         )
         assert len(got.loss_mask) == len(got.completion_ids) <= 120
 
@@ -145,7 +154,9 @@ def test_prefix_cache_reuse_changes_nothing(tok, model, retriever):
     runs = []
     for reuse in (True, False):
         backend = HFBackend(model, tok, max_batch_size=4, reuse_prefix=reuse)
-        runs.append(RolloutEngine(backend, tok, retriever, cfg).run(questions, n=1, sampling=GREEDY))
+        runs.append(
+            RolloutEngine(backend, tok, retriever, cfg).run(questions, n=1, sampling=GREEDY)
+        )
         assert backend._prefixes == []  # the engine clears kept caches when a run ends
     cached, fresh = runs
     assert sum(t.num_searches for t in cached) >= 2
@@ -212,9 +223,16 @@ def test_sliding_window_models_keep_transformers_cache(tok):
     from research_rl.backends.hf import _roomy_cache
 
     cfg = Qwen2Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True, sliding_window=8,
-        max_window_layers=0, attn_implementation="eager",
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        use_sliding_window=True,
+        sliding_window=8,
+        max_window_layers=0,
+        attn_implementation="eager",
     )
     assert _roomy_cache(cfg, 10) is None
     torch.manual_seed(0)
@@ -235,7 +253,9 @@ def test_continuing_and_extended_contexts_in_one_call(tok, model, monkeypatch):
     monkeypatch.setattr(hf, "_merge", lambda *a: merges.append(1) or merge(*a))
     backend = HFBackend(model, tok)
     first = backend.generate(requests(tok, PROMPTS, [6, 3, 8, 5, 4], [[]] * 5), GREEDY)
-    block = tok.encode("\n<result>\nDoc 1 (Title: Paris) Paris is the capital of France.\n</result>\n")
+    block = tok.encode(
+        "\n<result>\nDoc 1 (Title: Paris) Paris is the capital of France.\n</result>\n"
+    )
     contexts = [
         tok.encode(p) + o.token_ids + (block if k % 2 else [])
         for k, (p, o) in enumerate(zip(PROMPTS, first, strict=True))

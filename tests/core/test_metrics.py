@@ -12,9 +12,16 @@ GOOD = "<think>t</think><answer>\\boxed{Paris}</answer>"
 
 def traj(text, finish, searches=0, model_tokens=3, inserted=2):
     return Trajectory(
-        question_id="q", question="?", golden_answers=["Paris"], sample_index=0, prompt_ids=[1],
-        completion_ids=[5] * (model_tokens + inserted), loss_mask=[1] * model_tokens + [0] * inserted,
-        text=text, num_searches=searches, finish_reason=finish,
+        question_id="q",
+        question="?",
+        golden_answers=["Paris"],
+        sample_index=0,
+        prompt_ids=[1],
+        completion_ids=[5] * (model_tokens + inserted),
+        loss_mask=[1] * model_tokens + [0] * inserted,
+        text=text,
+        num_searches=searches,
+        finish_reason=finish,
     )
 
 
@@ -35,7 +42,10 @@ def test_batch_metrics():
     assert m["searches_per_rollout"] == pytest.approx(5 / 4)
     assert m["model_tokens_per_rollout"] == pytest.approx((3 + 3 + 5 + 3) / 4)
     assert (m["finish/answer"], m["finish/eos"], m["finish/length"], m["finish/max_searches"]) == (
-        2, 0, 1, 1
+        2,
+        0,
+        1,
+        1,
     )
 
 

@@ -53,7 +53,10 @@ def test_truncated_scores_zero_even_when_right():
         ("<think>a</think><answer>\\boxed{x}</answer><answer>\\boxed{x}</answer>", "exactly one"),
         ("<think>a</think></answer>\\boxed{x}<answer>", "before <answer>"),
         ("<think>a</think><search>q</search><answer>\\boxed{x}</answer>", "search/result"),
-        ("<think>a</think><search>q<result>r</result></search><answer>\\boxed{x}</answer>", "search/result"),
+        (
+            "<think>a</think><search>q<result>r</result></search><answer>\\boxed{x}</answer>",
+            "search/result",
+        ),
         ("<think>a</think><result>made up</result><answer>\\boxed{x}</answer>", "search/result"),
         ("<think>a</think><answer>x</answer>", "no complete \\boxed"),
         ("<think>a</think><answer>\\boxed{x</answer>", "no complete \\boxed"),
@@ -69,7 +72,9 @@ def test_invalid_formats_score_zero(response, why):
 
 def test_several_searches_in_order_are_valid():
     one = "<search>q</search><result>r</result>"
-    assert check_format(f"<think>a</think>{one}<think>b</think>{one}<answer>\\boxed{{y}}</answer>")[0]
+    assert check_format(f"<think>a</think>{one}<think>b</think>{one}<answer>\\boxed{{y}}</answer>")[
+        0
+    ]
 
 
 def test_prediction_is_last_boxed_with_nested_braces():

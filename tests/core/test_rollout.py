@@ -46,7 +46,11 @@ def mask_spans(traj, value):
 
 
 def test_multi_search_rollout_ends_with_answer(tokenizer, retriever):
-    scripts = {Q_PARIS.question: [[SEARCH_PARIS, "<think> more </think> <search> France </search>", ANSWER_PARIS]]}
+    scripts = {
+        Q_PARIS.question: [
+            [SEARCH_PARIS, "<think> more </think> <search> France </search>", ANSWER_PARIS]
+        ]
+    }
     (t,) = engine(tokenizer, retriever, scripts).run([Q_PARIS], n=1)
     assert t.finish_reason == "answer" and t.num_searches == 2
     assert t.search_queries == ["Paris", "France"]
@@ -120,10 +124,20 @@ def test_no_hits_says_so(tokenizer, retriever):
 def test_batch_is_question_major_and_one_retriever_call_per_turn(tokenizer, retriever):
     scripts = {
         Q_PARIS.question: [[SEARCH_PARIS, ANSWER_PARIS], [ANSWER_PARIS]],
-        Q_DUNE.question: [["<think> a </think> <search> Dune </search>", "<answer> \\boxed{Frank Herbert} </answer>"]],
+        Q_DUNE.question: [
+            [
+                "<think> a </think> <search> Dune </search>",
+                "<answer> \\boxed{Frank Herbert} </answer>",
+            ]
+        ],
     }
     trajs = engine(tokenizer, retriever, scripts).run([Q_PARIS, Q_DUNE], n=2)
-    assert [(t.question_id, t.sample_index) for t in trajs] == [("q1", 0), ("q1", 1), ("q2", 0), ("q2", 1)]
+    assert [(t.question_id, t.sample_index) for t in trajs] == [
+        ("q1", 0),
+        ("q1", 1),
+        ("q2", 0),
+        ("q2", 1),
+    ]
     assert [t.num_searches for t in trajs] == [1, 0, 1, 1]
     assert retriever.calls == [["Paris", "Dune", "Dune"]]
     assert trajs[2].reward.value == 1.0 and trajs[3].reward.value == 1.0
@@ -131,7 +145,9 @@ def test_batch_is_question_major_and_one_retriever_call_per_turn(tokenizer, retr
 
 
 def test_passages_are_capped_and_topk_applies(tokenizer, retriever):
-    scripts = {Q_PARIS.question: [["<think> x </think> <search> France Paris </search>", ANSWER_PARIS]]}
+    scripts = {
+        Q_PARIS.question: [["<think> x </think> <search> France Paris </search>", ANSWER_PARIS]]
+    }
     (t,) = engine(tokenizer, retriever, scripts, max_passage_tokens=8, topk=1).run([Q_PARIS])
     body = t.text.split("<result>\n")[1].split("\n</result>")[0]
     assert body.startswith("Doc 1 (Title: Paris)") and "Doc 2" not in body
@@ -185,22 +201,46 @@ def test_no_logprobs_from_backend(tokenizer, retriever):
 
 
 _MODEL_PIECES = st.sampled_from(
-    ["<think>", "</think>", " <search>", "</search>", " Paris", " France", "<answer>",
-     "</answer>", " \\boxed{", "}", " fox", "<result>", " ", "\n", "é"]
+    [
+        "<think>",
+        "</think>",
+        " <search>",
+        "</search>",
+        " Paris",
+        " France",
+        "<answer>",
+        "</answer>",
+        " \\boxed{",
+        "}",
+        " fox",
+        "<result>",
+        " ",
+        "\n",
+        "é",
+    ]
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     turns=st.lists(st.lists(_MODEL_PIECES, max_size=12).map("".join), min_size=1, max_size=5),
     budget=st.integers(min_value=1, max_value=200),
     max_searches=st.integers(min_value=0, max_value=3),
 )
-def test_loss_mask_is_zero_exactly_on_inserted_results(tokenizer, retriever, turns, budget, max_searches):
+def test_loss_mask_is_zero_exactly_on_inserted_results(
+    tokenizer, retriever, turns, budget, max_searches
+):
     # Every turn but the last ends in a search, so rollouts pass through result insertion.
     segments = [t + " <search> Paris </search>" for t in turns[:-1]] + [turns[-1]]
-    e = engine(tokenizer, retriever, {Q_PARIS.question: [segments]}, max_response_tokens=budget,
-               max_searches=max_searches)
+    e = engine(
+        tokenizer,
+        retriever,
+        {Q_PARIS.question: [segments]},
+        max_response_tokens=budget,
+        max_searches=max_searches,
+    )
     try:
         (t,) = e.run([Q_PARIS])
     except ScriptError:
@@ -226,7 +266,9 @@ def test_loss_mask_is_zero_exactly_on_inserted_results(tokenizer, retriever, tur
     assert t.finish_reason in ("answer", "eos", "length", "max_searches")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     turns=st.lists(st.lists(_MODEL_PIECES, max_size=12).map("".join), min_size=1, max_size=4),
     chunk=st.integers(min_value=1, max_value=12),
@@ -239,7 +281,11 @@ def test_chunked_generation_gives_the_same_rollouts(tokenizer, retriever, turns,
     got = []
     for c in (0, chunk):
         try:
-            got.append(engine(tokenizer, retriever, scripts, chunk_tokens=c, max_response_tokens=budget).run([Q_PARIS]))
+            got.append(
+                engine(
+                    tokenizer, retriever, scripts, chunk_tokens=c, max_response_tokens=budget
+                ).run([Q_PARIS])
+            )
         except ScriptError:
             got.append(None)
     whole, chunked = got
@@ -247,8 +293,16 @@ def test_chunked_generation_gives_the_same_rollouts(tokenizer, retriever, turns,
         assert chunked is None
         return
     (a,), (b,) = whole, chunked
-    assert (a.completion_ids, a.loss_mask, a.logprobs) == (b.completion_ids, b.loss_mask, b.logprobs)
-    assert (a.text, a.finish_reason, a.search_queries) == (b.text, b.finish_reason, b.search_queries)
+    assert (a.completion_ids, a.loss_mask, a.logprobs) == (
+        b.completion_ids,
+        b.loss_mask,
+        b.logprobs,
+    )
+    assert (a.text, a.finish_reason, a.search_queries) == (
+        b.text,
+        b.finish_reason,
+        b.search_queries,
+    )
 
 
 def test_stop_split_across_chunks(tokenizer, retriever):

@@ -10,8 +10,28 @@ from research_rl.reward import score
 
 # Text rich in protocol fragments, so the property tests hit tags, partial tags and braces.
 _PIECES = st.sampled_from(
-    ["<think>", "</think>", "<search>", "</search>", "<result>", "</result>", "<answer>",
-     "</answer>", "\\boxed{", "{", "}", "<", ">", "/", "a", " ", "\n", "é", "<searc", "h>"]
+    [
+        "<think>",
+        "</think>",
+        "<search>",
+        "</search>",
+        "<result>",
+        "</result>",
+        "<answer>",
+        "</answer>",
+        "\\boxed{",
+        "{",
+        "}",
+        "<",
+        ">",
+        "/",
+        "a",
+        " ",
+        "\n",
+        "é",
+        "<searc",
+        "h>",
+    ]
 )
 protocol_text = st.one_of(st.text(), st.lists(_PIECES, max_size=40).map("".join))
 
@@ -20,8 +40,12 @@ def test_segments_of_a_rollout():
     text = "intro <think>t</think> <search>q1</search><result>r</result><answer>\\boxed{x}</answer>"
     kinds = [(s.kind, s.content) for s in tags.parse_segments(text)]
     assert kinds == [
-        ("other", "intro "), ("think", "t"), ("other", " "), ("search", "q1"),
-        ("result", "r"), ("answer", "\\boxed{x}"),
+        ("other", "intro "),
+        ("think", "t"),
+        ("other", " "),
+        ("search", "q1"),
+        ("result", "r"),
+        ("answer", "\\boxed{x}"),
     ]
 
 

@@ -46,8 +46,9 @@ def setup(tmp_path_factory):
         render_prompt=lambda q: PROMPT.replace("{question}", q),
         render_result=lambda hits: result_block(format_passages(hits, tok, 32)),
         # Word spans: the tests below check span bounds and the chance rate of word spans.
-        cfg=FormatTrainingConfig(span_pool="words", search_count_probs=[0.1, 0.35, 0.4, 0.15],
-                                 question_query_prob=0.5),
+        cfg=FormatTrainingConfig(
+            span_pool="words", search_count_probs=[0.1, 0.35, 0.4, 0.15], question_query_prob=0.5
+        ),
     )
     train, _ = split_questions(world, CFG)
     yield sampler, tok, train
@@ -98,8 +99,9 @@ def test_answers_hit_the_gold_only_at_chance_rate(setup):
     for q in train:
         for _ in range(20):
             t = sampler.sample(q, rng)
-            source = [w for text, by_model in t.segments if not by_model
-                      for w in words(untagged(text))]
+            source = [
+                w for text, by_model in t.segments if not by_model for w in words(untagged(text))
+            ]
             if not source:
                 continue
             n += 1
@@ -118,7 +120,9 @@ def test_name_spans_are_names_read_so_far_and_hit_the_gold_at_chance(setup):
     the distinct names: the gold is boxed at the rate a uniform pick among them gives, no more."""
     base, _, train = setup
     cfg = FormatTrainingConfig(span_pool="names", fresh_queries=True, answer_pool="read")
-    sampler = TranscriptSampler(base.retriever, base.topk, base.render_prompt, base.render_result, cfg)
+    sampler = TranscriptSampler(
+        base.retriever, base.topk, base.render_prompt, base.render_result, cfg
+    )
     rng = random.Random(5)
     hits, chance, n = 0, 0.0, 0
     for q in train:
@@ -127,11 +131,11 @@ def test_name_spans_are_names_read_so_far_and_hit_the_gold_at_chance(setup):
             read = names(q.question)
             for i, (query, (text, _)) in enumerate(zip(t.queries, t.segments[1::2], strict=True)):
                 assert query in read, (query, read)
-                fresh = [n for n in read[len(names(q.question)):] if n not in t.queries[:i]]
+                fresh = [n for n in read[len(names(q.question)) :] if n not in t.queries[:i]]
                 if i and fresh:  # a later query is a retrieved name not searched for yet
                     assert query in fresh, (query, fresh)
                 read += names(untagged(text))
-            retrieved = set(read[len(names(q.question)):])
+            retrieved = set(read[len(names(q.question)) :])
             if not retrieved:
                 continue
             assert t.answer in retrieved
@@ -147,14 +151,15 @@ def test_last_new_answers_are_names_the_last_result_added_and_hit_the_gold_at_ch
     not read before it (else a name of that block): uniform over those, so still blind to the gold."""
     base, _, train = setup
     cfg = FormatTrainingConfig(span_pool="names", answer_pool="last_new")
-    sampler = TranscriptSampler(base.retriever, base.topk, base.render_prompt, base.render_result, cfg)
+    sampler = TranscriptSampler(
+        base.retriever, base.topk, base.render_prompt, base.render_result, cfg
+    )
     rng = random.Random(6)
     hits, chance, n, narrower = 0, 0.0, 0, 0
     for q in train:
         for _ in range(20):
             t = sampler.sample(q, rng)
-            blocks = [names(untagged(text))
-                      for text, by_model in t.segments if not by_model]
+            blocks = [names(untagged(text)) for text, by_model in t.segments if not by_model]
             if not blocks:
                 assert t.answer in names(q.question)
                 continue
@@ -174,13 +179,19 @@ def test_last_new_answers_are_names_the_last_result_added_and_hit_the_gold_at_ch
 def test_thoughts_use_the_first_thought_variants_phrases(setup, variants):
     base, _, train = setup
     cfg = FormatTrainingConfig(thought_variants=variants)
-    sampler = TranscriptSampler(base.retriever, base.topk, base.render_prompt, base.render_result, cfg)
-    allowed = {p for phrases in (FIRST_THOUGHTS, NEXT_THOUGHTS, FINAL_THOUGHTS) for p in phrases[:variants]}
+    sampler = TranscriptSampler(
+        base.retriever, base.topk, base.render_prompt, base.render_result, cfg
+    )
+    allowed = {
+        p for phrases in (FIRST_THOUGHTS, NEXT_THOUGHTS, FINAL_THOUGHTS) for p in phrases[:variants]
+    }
     rng = random.Random(7)
     used = set()
     for q in train[:100]:
         text = sampler.sample(q, rng).completion
-        used |= {chunk.split(tags.THINK_CLOSE)[0].strip() for chunk in text.split(tags.THINK_OPEN)[1:]}
+        used |= {
+            chunk.split(tags.THINK_CLOSE)[0].strip() for chunk in text.split(tags.THINK_OPEN)[1:]
+        }
     assert used == allowed
 
 
@@ -206,7 +217,9 @@ def test_encoding_matches_the_rollout_engine_and_masks_results(setup):
     prompt_len = len(tok(t.prompt, add_special_tokens=False)["input_ids"])
     assert mask[:prompt_len] == [0] * prompt_len
     # The masked completion tokens decode to exactly the inserted result blocks.
-    masked = tok.decode([i for i, m in zip(ids[prompt_len:], mask[prompt_len:], strict=True) if not m])
+    masked = tok.decode(
+        [i for i, m in zip(ids[prompt_len:], mask[prompt_len:], strict=True) if not m]
+    )
     assert masked == "".join(text for text, by_model in t.segments if not by_model)
     # Each inserted block is tokenised alone, as the engine does.
     block = t.segments[1][0]
@@ -283,12 +296,20 @@ def test_bucketed_step_matches_one_padded_batch():
     from research_rl.demo.weighted_lm import lm_step
 
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2)
+    config = Qwen2Config(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     model = Qwen2ForCausalLM(config)
     rng = random.Random(0)
-    rows = [([rng.randrange(50) for _ in range(n)], [rng.choice([0.0, 1.0, 3.0]) for _ in range(n)])
-            for n in (40, 6, 38, 5, 7, 39)]
+    rows = [
+        ([rng.randrange(50) for _ in range(n)], [rng.choice([0.0, 1.0, 3.0]) for _ in range(n)])
+        for n in (40, 6, 38, 5, 7, 39)
+    ]
     grads = []
     losses = []
     for buckets in (1, 3):

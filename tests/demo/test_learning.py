@@ -46,11 +46,22 @@ def runs(tmp_path_factory):
     config.write_text(yaml.safe_dump(DemoConfig.model_validate(SHORT).model_dump(mode="json")))
     procs = {}
     for seed in SEEDS:
-        cmd = [sys.executable, "-m", "research_rl", "demo", "--config", str(config),
-               "--seed", str(seed), "--output-dir", str(root / f"seed{seed}")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "research_rl",
+            "demo",
+            "--config",
+            str(config),
+            "--seed",
+            str(seed),
+            "--output-dir",
+            str(root / f"seed{seed}"),
+        ]
         with (root / f"seed{seed}.log").open("w") as log:  # the child keeps its own descriptor
-            procs[seed] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                           env={**os.environ, "COLUMNS": "120"})
+            procs[seed] = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "120"}
+            )
     for seed, proc in procs.items():
         proc.wait()
         tail = (root / f"seed{seed}.log").read_text()[-3000:]

@@ -39,8 +39,16 @@ def test_protocol_tags_and_world_names_are_single_tokens(tokenizer):
 def test_saved_policy_loads_with_auto_classes(tmp_path, tokenizer):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = create_policy(PolicyConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                       num_attention_heads=2, num_key_value_heads=2), tokenizer)
+    model = create_policy(
+        PolicyConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        ),
+        tokenizer,
+    )
     save_policy(model, tokenizer, tmp_path)
     tok = AutoTokenizer.from_pretrained(str(tmp_path))
     loaded = AutoModelForCausalLM.from_pretrained(str(tmp_path))
@@ -48,7 +56,10 @@ def test_saved_policy_loads_with_auto_classes(tmp_path, tokenizer):
     assert tok.pad_token_id != tok.eos_token_id
     assert loaded.config.model_type == "qwen2"
     assert loaded.config.vocab_size == len(tok)
-    assert loaded.get_input_embeddings().weight.data_ptr() == loaded.get_output_embeddings().weight.data_ptr()
+    assert (
+        loaded.get_input_embeddings().weight.data_ptr()
+        == loaded.get_output_embeddings().weight.data_ptr()
+    )
 
 
 def test_tokenizer_loaded_beside_the_policy_encodes_like_the_trained_one(tmp_path):
@@ -64,10 +75,20 @@ def test_tokenizer_loaded_beside_the_policy_encodes_like_the_trained_one(tmp_pat
     # The texts themselves are in the training data, so merges across Qwen2's split points
     # (" 1", "'s", "2024") would exist if the trainer's split allowed them.
     tokenizer = train_tokenizer(texts * 20, vocab_size=2000)
-    model = create_policy(PolicyConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                       num_attention_heads=2, num_key_value_heads=2), tokenizer)
+    model = create_policy(
+        PolicyConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        ),
+        tokenizer,
+    )
     save_policy(model, tokenizer, tmp_path)
     loaded = AutoTokenizer.from_pretrained(str(tmp_path))
     for text in texts:
-        assert loaded(text, add_special_tokens=False)["input_ids"] == tokenizer(
-            text, add_special_tokens=False)["input_ids"], text
+        assert (
+            loaded(text, add_special_tokens=False)["input_ids"]
+            == tokenizer(text, add_special_tokens=False)["input_ids"]
+        ), text

@@ -79,8 +79,11 @@ def test_heldout_split_is_disjoint_and_balanced():
 
 def test_names_are_unique_rare_words(tmp_path):
     world = generate_world(SMALL)
-    names = world.countries + list(world.city_country) + list(world.person_city) + list(
-        world.film_director
+    names = (
+        world.countries
+        + list(world.city_country)
+        + list(world.person_city)
+        + list(world.film_director)
     )
     assert len(names) == len(set(names))
     for name in names:
@@ -95,17 +98,29 @@ def test_each_passage_names_two_distractors_of_the_answers_type_after_the_asked_
         home, work = world.person_home[person], world.person_work[person]
         assert {home, work} <= set(world.city_country) and len({city, home, work}) == 3
         text = passages[person]
-        assert text.index(f"born in {city}") < text.index(f"lives in {home}") < text.index(f"works in {work}")
+        assert (
+            text.index(f"born in {city}")
+            < text.index(f"lives in {home}")
+            < text.index(f"works in {work}")
+        )
     for film, director in world.film_director.items():
         star, feature = world.film_star[film], world.film_feature[film]
         assert {star, feature} <= set(world.person_city) and len({director, star, feature}) == 3
         text = passages[film]
-        assert text.index(f"directed by {director}") < text.index(f"stars {star}") < text.index(f"features {feature}")
+        assert (
+            text.index(f"directed by {director}")
+            < text.index(f"stars {star}")
+            < text.index(f"features {feature}")
+        )
     for city, country in world.city_country.items():
         border, trade = world.city_border[city], world.city_trade[city]
         assert {border, trade} <= set(world.countries) and len({country, border, trade}) == 3
         text = passages[city]
-        assert text.index(f"city in {country}") < text.index(f"border of {border}") < text.index(f"trades with {trade}")
+        assert (
+            text.index(f"city in {country}")
+            < text.index(f"border of {border}")
+            < text.index(f"trades with {trade}")
+        )
 
 
 def test_fewer_distractors_leave_the_rest_of_the_world_as_it_was():
@@ -114,20 +129,30 @@ def test_fewer_distractors_leave_the_rest_of_the_world_as_it_was():
     assert not one.person_work and not one.film_feature and not one.city_trade
     for rich in (one, two):
         assert (plain.person_city, plain.film_director, plain.city_country) == (
-            rich.person_city, rich.film_director, rich.city_country
+            rich.person_city,
+            rich.film_director,
+            rich.city_country,
         )
         assert [q.id for q in plain.questions()] == [q.id for q in rich.questions()]
     # The second distractor is added to the first one's world: one world is two's minus it.
-    assert (one.person_home, one.film_star, one.city_border) == (two.person_home, two.film_star, two.city_border)
+    assert (one.person_home, one.film_star, one.city_border) == (
+        two.person_home,
+        two.film_star,
+        two.city_border,
+    )
     assert all("lives in" not in p.text and "stars" not in p.text for p in plain.passages())
     assert all("works in" not in p.text and "features" not in p.text for p in one.passages())
 
 
 def test_a_pool_too_small_for_two_distractors_gives_what_it_can():
-    world = generate_world(WorldConfig(seed=0, countries=2, cities=3, people=6, films=6, distractors=2))
+    world = generate_world(
+        WorldConfig(seed=0, countries=2, cities=3, people=6, films=6, distractors=2)
+    )
     for city, country in world.city_country.items():
         assert world.city_border[city] != country
-        assert city not in world.city_trade  # two countries: one is the answer, one the first distractor
+        assert (
+            city not in world.city_trade
+        )  # two countries: one is the answer, one the first distractor
     assert all("trades with" not in p.text for p in world.passages())
 
 

@@ -50,8 +50,9 @@ def world(tmp_path_factory) -> dict[str, Path]:
     build_index(root / "corpus.jsonl", root / "index", kind="bm25", show_progress=False)
 
     texts = [p.contents for p in PASSAGES] + [q.question for q in QUESTIONS] + [SHORT_PROMPT] * 3
-    fast = train_tokenizer(texts, 320, min_frequency=0, pad_token=EOS, added_tokens=(),
-                           chat_template=CHAT_TEMPLATE)
+    fast = train_tokenizer(
+        texts, 320, min_frequency=0, pad_token=EOS, added_tokens=(), chat_template=CHAT_TEMPLATE
+    )
     model_dir = root / "model"
     fast.save_pretrained(model_dir)
 
@@ -59,17 +60,31 @@ def world(tmp_path_factory) -> dict[str, Path]:
 
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-        tie_word_embeddings=True, bos_token_id=fast.eos_token_id,
-        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=fast.eos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
     )
     model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(eos_token_id=fast.eos_token_id,
-                                               pad_token_id=fast.pad_token_id)
+    model.generation_config = GenerationConfig(
+        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id
+    )
     model.save_pretrained(model_dir)
-    return {"root": root, "corpus": root / "corpus.jsonl", "questions": root / "questions.jsonl",
-            "index": root / "index", "prompt": root / "prompt.txt", "model": model_dir}
+    return {
+        "root": root,
+        "corpus": root / "corpus.jsonl",
+        "questions": root / "questions.jsonl",
+        "index": root / "index",
+        "prompt": root / "prompt.txt",
+        "model": model_dir,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -88,18 +103,30 @@ def make_config(world):
 
 def _eval_config(world, out: Path, **overrides) -> dict:
     cfg = {
-        "model": {"backend": "hf", "path": str(world["model"]), "dtype": "float32",
-                  "device": "cpu", "batch_size": 2},
+        "model": {
+            "backend": "hf",
+            "path": str(world["model"]),
+            "dtype": "float32",
+            "device": "cpu",
+            "batch_size": 2,
+        },
         "datasets": [{"name": "tiny", "path": str(world["questions"])}],
         "methods": ["research", "direct", "rag"],
         "retriever": {"index": str(world["index"])},
-        "rollout": {"template": "base", "template_path": str(world["prompt"]), "topk": 2,
-                    "max_passage_tokens": 16, "max_searches": 2, "max_response_tokens": 160,
-                    "max_prompt_tokens": 1024},
-        "prompts": {"direct_base": "Answer in \\boxed{}.\nQuestion: {question}\nAssistant:",
-                    "rag_base": "Docs:\n{passages}\nQuestion: {question}\nAssistant:"},
+        "rollout": {
+            "template": "base",
+            "template_path": str(world["prompt"]),
+            "topk": 2,
+            "max_passage_tokens": 16,
+            "max_searches": 2,
+            "max_response_tokens": 160,
+            "max_prompt_tokens": 1024,
+        },
+        "prompts": {
+            "direct_base": "Answer in \\boxed{}.\nQuestion: {question}\nAssistant:",
+            "rag_base": "Docs:\n{passages}\nQuestion: {question}\nAssistant:",
+        },
         "output_dir": str(out),
     }
     cfg.update(overrides)
     return cfg
-

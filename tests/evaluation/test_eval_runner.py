@@ -43,13 +43,15 @@ def read_jsonl(path):
 
 @pytest.fixture
 def setup(world, tokenizer, make_config, tmp_path):
-    cfg = validate_config(make_config(tmp_path / "out", methods=["research", "direct"],
-                                      chunk_size=1), EvalConfig)
+    cfg = validate_config(
+        make_config(tmp_path / "out", methods=["research", "direct"], chunk_size=1), EvalConfig
+    )
     retriever = make_retriever(RetrieverConfig(index=str(world["index"])))
 
     def evaluation(backend, **changes):
-        return Evaluation(cfg.model_copy(update=changes), backend, tokenizer, retriever,
-                          progress=False)
+        return Evaluation(
+            cfg.model_copy(update=changes), backend, tokenizer, retriever, progress=False
+        )
 
     return evaluation, tmp_path / "out"
 
@@ -87,12 +89,15 @@ def test_tables_in_markdown_csv_and_json(setup, tokenizer):
     assert "| tiny | research | 3 | 33.3 | " in md
     assert "EM (%)" in md and "| direct | 33.3 |" in md
     csv_lines = (out / "results.csv").read_text().splitlines()
-    assert csv_lines[0] == ("dataset,method,n,em,f1,cover_em,judge,judge_failed,searches,"
-                            "response_tokens,valid_format")
+    assert csv_lines[0] == (
+        "dataset,method,n,em,f1,cover_em,judge,judge_failed,searches,response_tokens,valid_format"
+    )
     assert csv_lines[1].startswith("tiny,research,3,0.333")
     results = json.loads((out / "results.json").read_text())
     assert [(r["dataset"], r["method"]) for r in results["results"]] == [
-        ("tiny", "research"), ("tiny", "direct")]
+        ("tiny", "research"),
+        ("tiny", "direct"),
+    ]
     assert results["config"]["methods"] == ["research", "direct"]
     assert (out / "config.yaml").is_file()
 
@@ -123,15 +128,31 @@ def test_answer_metrics():
     assert cover_em("Paris, France", ["paris"]) == 1.0
     assert cover_em("the 1990s", ["1990"]) == 0.0
     assert cover_em("anything", [""]) == 0.0
-    m = answer_metrics("<think> x </think> <answer> The \\boxed{Eiffel Tower} </answer>",
-                       ["eiffel tower", "Tour Eiffel"])
+    m = answer_metrics(
+        "<think> x </think> <answer> The \\boxed{Eiffel Tower} </answer>",
+        ["eiffel tower", "Tour Eiffel"],
+    )
     assert (m["prediction"], m["em"], m["f1"], m["cover_em"]) == ("Eiffel Tower", 1.0, 1.0, 1.0)
     assert answer_metrics("no box here", ["x"])["prediction"] is None
     rows = [
-        {"em": 1.0, "f1": 1.0, "cover_em": 1.0, "num_searches": 2, "response_tokens": 10,
-         "valid_format": True, "judge": {"correct": True}},
-        {"em": 0.0, "f1": 0.5, "cover_em": 1.0, "num_searches": 0, "response_tokens": 20,
-         "valid_format": False, "judge": {"correct": None}},
+        {
+            "em": 1.0,
+            "f1": 1.0,
+            "cover_em": 1.0,
+            "num_searches": 2,
+            "response_tokens": 10,
+            "valid_format": True,
+            "judge": {"correct": True},
+        },
+        {
+            "em": 0.0,
+            "f1": 0.5,
+            "cover_em": 1.0,
+            "num_searches": 0,
+            "response_tokens": 20,
+            "valid_format": False,
+            "judge": {"correct": None},
+        },
     ]
     s = summarize(rows)
     assert (s["n"], s["em"], s["f1"], s["judge"], s["judge_failed"]) == (2, 0.5, 0.75, 1.0, 1)
@@ -143,10 +164,15 @@ def test_answer_metrics():
     [
         ({"retriever": None}, "methods 'research' and 'rag' need a 'retriever'"),
         ({"model": {"backend": "openai", "path": "x"}}, "needs 'url'"),
-        ({"judge": {"url": "http://x/v1", "model": "m", "prompt": "{question}"}},
-         "lacks the slot(s) {golden_answers}, {prediction}"),
+        (
+            {"judge": {"url": "http://x/v1", "model": "m", "prompt": "{question}"}},
+            "lacks the slot(s) {golden_answers}, {prediction}",
+        ),
         ({"methods": ["search"]}, "key 'methods.0'"),
-        ({"prompts": {"rag_base": "Q: {question}"}}, "prompts.rag_base lacks the slot(s) {passages}"),
+        (
+            {"prompts": {"rag_base": "Q: {question}"}},
+            "prompts.rag_base lacks the slot(s) {passages}",
+        ),
     ],
 )
 def test_config_errors_are_named(make_config, tmp_path, change, message):
@@ -185,11 +211,25 @@ def test_shipped_configs_validate_and_the_tiny_one_runs(tmp_path):
     configs = Path(__file__).resolve().parents[2] / "configs"
     paper = load_config(configs / "eval-qwen2.5-7b-wiki18.yaml", EvalConfig)
     assert paper.model.backend == "openai" and paper.rollout.topk == 5
-    assert [d.name for d in paper.datasets] == ["hotpotqa", "2wikimultihopqa", "musique",
-                                                "bamboogle"]
-    result = CliRunner().invoke(app, ["eval", "--config", str(configs / "eval-tiny.yaml"),
-                                      "--output-dir", str(tmp_path), "--limit", "1",
-                                      "--no-progress"])
+    assert [d.name for d in paper.datasets] == [
+        "hotpotqa",
+        "2wikimultihopqa",
+        "musique",
+        "bamboogle",
+    ]
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--config",
+            str(configs / "eval-tiny.yaml"),
+            "--output-dir",
+            str(tmp_path),
+            "--limit",
+            "1",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = json.loads((tmp_path / "results.json").read_text())["results"]
     assert [(r["method"], r["n"]) for r in table] == [("research", 1), ("direct", 1), ("rag", 1)]

@@ -84,8 +84,12 @@ class FakeServer:
         choice = {"index": 0, "text": text, "finish_reason": finish}
         if self.report_stop:
             choice["stop_reason"] = stop_reason
-        return {"id": "cmpl-1", "object": "text_completion", "model": body["model"],
-                "choices": [choice]}
+        return {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "model": body["model"],
+            "choices": [choice],
+        }
 
     async def chat(self, request: Request):
         body = await request.json()
@@ -141,15 +145,24 @@ def test_research_loop_through_the_server_with_judge(server, world, make_config,
     server.delay_s = 0.2  # long enough for concurrent requests to overlap on the server
     raw = make_config(
         tmp_path / "out",
-        model={"backend": "openai", "path": str(world["model"]), "url": server.url,
-               "max_in_flight": 2},
+        model={
+            "backend": "openai",
+            "path": str(world["model"]),
+            "url": server.url,
+            "max_in_flight": 2,
+        },
         methods=["research"],
         judge={"url": server.url, "model": "judge", "cache": str(tmp_path / "verdicts.jsonl")},
     )
     evaluation = open_evaluation(validate_config(raw, EvalConfig), progress=False)
     [row] = evaluation.run()
-    rows = {r["id"]: r for r in map(json.loads, (
-        tmp_path / "out" / "predictions" / "tiny__research.jsonl").read_text().splitlines())}
+    rows = {
+        r["id"]: r
+        for r in map(
+            json.loads,
+            (tmp_path / "out" / "predictions" / "tiny__research.jsonl").read_text().splitlines(),
+        )
+    }
 
     q1 = rows["q1"]
     assert (q1["prediction"], q1["em"], q1["num_searches"]) == ("Nokate", 1.0, 1)
@@ -172,9 +185,17 @@ def test_research_loop_through_the_server_with_judge(server, world, make_config,
 
 
 def test_server_failure_keeps_finished_questions_and_resumes(server, world, make_config, tmp_path):
-    raw = make_config(tmp_path / "out", methods=["direct"],
-                      model={"backend": "openai", "path": str(world["model"]), "url": server.url,
-                             "max_in_flight": 2, "max_retries": 1})
+    raw = make_config(
+        tmp_path / "out",
+        methods=["direct"],
+        model={
+            "backend": "openai",
+            "path": str(world["model"]),
+            "url": server.url,
+            "max_in_flight": 2,
+            "max_retries": 1,
+        },
+    )
     cfg = validate_config(raw, EvalConfig)
     server.fail_on = "Where was Tepu Suno born?"  # q3 fails on every attempt
     evaluation = open_evaluation(cfg, progress=False)
@@ -195,8 +216,9 @@ def test_stop_string_inferred_when_the_server_does_not_say(server, tokenizer):
     server.report_stop = False
     backend = OpenAICompletionsBackend(server.url, tokenizer, max_in_flight=2)
     prompts = [f"Question: {q}\nAssistant:" for q in SCRIPTS]
-    requests = [GenerationRequest(tokenizer.encode(p), 200, ["</search>", "</answer>"])
-                for p in prompts]
+    requests = [
+        GenerationRequest(tokenizer.encode(p), 200, ["</search>", "</answer>"]) for p in prompts
+    ]
     search, answer, eos = backend.generate(requests, SamplingParams(temperature=0))
     assert (search.finish_reason, search.stop_string) == ("stop", "</search>")
     assert tokenizer.decode(search.token_ids).endswith("<search> Tepu Suno born </search>")
@@ -205,8 +227,9 @@ def test_stop_string_inferred_when_the_server_does_not_say(server, tokenizer):
     assert tokenizer.decode(eos.token_ids[:-1]) == SCRIPTS["Where was Tepu Suno born?"][0]
     assert server.completions[0]["model"] == "tiny-served"  # from /v1/models
 
-    short = backend.generate([GenerationRequest(requests[0].prompt_ids, 3, ["</search>"])],
-                             SamplingParams(temperature=0))[0]
+    short = backend.generate(
+        [GenerationRequest(requests[0].prompt_ids, 3, ["</search>"])], SamplingParams(temperature=0)
+    )[0]
     assert short.finish_reason == "length" and len(short.token_ids) <= 3
 
 
@@ -222,11 +245,15 @@ def test_infer_stop_rules():
 
 
 def test_server_timeouts_are_retried_then_reported(server, tokenizer):
-    backend = OpenAICompletionsBackend(server.url, tokenizer, model="tiny-served",
-                                       timeout_s=0.3, max_retries=1, backoff_s=0.0)
+    backend = OpenAICompletionsBackend(
+        server.url, tokenizer, model="tiny-served", timeout_s=0.3, max_retries=1, backoff_s=0.0
+    )
     request = GenerationRequest(tokenizer.encode("SLOW Where was Tepu Suno born?"), 20, [])
-    with pytest.raises(ServerBackendError, match=r"/v1/completions: timed out after 0.3s "
-                                                 r"\(after 2 attempts\)"):
+    with pytest.raises(
+        ServerBackendError,
+        match=r"/v1/completions: timed out after 0.3s "
+        r"\(after 2 attempts\)",
+    ):
         backend.generate([request], SamplingParams(temperature=0))
     assert len(server.completions) == 2
 
@@ -240,15 +267,21 @@ def test_client_errors_are_not_retried(server, tokenizer):
 
 
 def judge_settings(server, tmp_path, **kw) -> JudgeSettings:
-    return JudgeSettings(url=server.url, model="judge", backoff_s=0.0,
-                         cache=str(tmp_path / "cache.jsonl"), **kw)
+    return JudgeSettings(
+        url=server.url, model="judge", backoff_s=0.0, cache=str(tmp_path / "cache.jsonl"), **kw
+    )
 
 
 def test_judge_retries_malformed_replies_and_caches_verdicts(server, tmp_path):
     settings = judge_settings(server, tmp_path, max_retries=2)
     judge = Judge(settings, settings.cache)
-    items = [("Capital of France?", ["Paris"], "Paris"), ("Capital of Spain?", ["Madrid"], "Rome"),
-             ("Q?", ["a"], "flaky"), ("Q?", ["a"], "garbled"), ("Q?", ["a"], "broken")]
+    items = [
+        ("Capital of France?", ["Paris"], "Paris"),
+        ("Capital of Spain?", ["Madrid"], "Rome"),
+        ("Q?", ["a"], "flaky"),
+        ("Q?", ["a"], "garbled"),
+        ("Q?", ["a"], "broken"),
+    ]
     paris, rome, flaky, garbled, broken = judge.judge_many(items)
     assert (paris.correct, paris.reply) == (True, "Correct.")
     assert rome.correct is False

@@ -13,11 +13,15 @@ from report_cdp import Browser, find_chromium  # noqa: E402
 def browser():
     binary = find_chromium()
     if binary is None:
-        pytest.fail("the report's browser test needs Chromium: install Debian's package "
-                    "(apt-get install -y chromium) or put chromium on PATH")
+        pytest.fail(
+            "the report's browser test needs Chromium: install Debian's package "
+            "(apt-get install -y chromium) or put chromium on PATH"
+        )
     with Browser(binary) as b:
         for domain in ("Network.enable", "Page.enable", "Runtime.enable", "Log.enable"):
             b.page(domain)
-        b.page("Emulation.setDeviceMetricsOverride",
-               {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
+        b.page(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+        )
         yield b

@@ -75,8 +75,13 @@ class Browser:
             os.dup2(from_chrome_w, 4)
 
         self._proc = subprocess.Popen(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={self._profile}",
-             "--remote-debugging-pipe", "about:blank"],
+            [
+                binary,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={self._profile}",
+                "--remote-debugging-pipe",
+                "about:blank",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -119,8 +124,9 @@ class Browser:
                 else:
                     self._events.put(msg)
 
-    def send(self, method: str, params: dict[str, Any] | None = None,
-             session: str | None = None) -> dict[str, Any]:
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> dict[str, Any]:
         self._next_id += 1
         msg_id = self._next_id
         msg: dict[str, Any] = {"id": msg_id, "method": method, "params": params or {}}
@@ -165,15 +171,21 @@ class Browser:
     def _attach_page(self) -> str:
         targets = self.send("Target.getTargets")["targetInfos"]
         pages = [t for t in targets if t["type"] == "page"]
-        target_id = pages[0]["targetId"] if pages else self.send(
-            "Target.createTarget", {"url": "about:blank"})["targetId"]
+        target_id = (
+            pages[0]["targetId"]
+            if pages
+            else self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        )
         return self.send("Target.attachToTarget", {"targetId": target_id, "flatten": True})[
-            "sessionId"]
+            "sessionId"
+        ]
 
     def evaluate(self, expression: str) -> Any:
         """Evaluate JS in the page (awaiting promises) and return its JSON value."""
-        result = self.page("Runtime.evaluate", {
-            "expression": expression, "awaitPromise": True, "returnByValue": True})
+        result = self.page(
+            "Runtime.evaluate",
+            {"expression": expression, "awaitPromise": True, "returnByValue": True},
+        )
         if "exceptionDetails" in result:
             details = result["exceptionDetails"]
             text = details.get("exception", {}).get("description") or details.get("text")
@@ -184,8 +196,10 @@ class Browser:
         params: dict[str, Any] = {"format": "png"}
         if full_page:
             size = self.page("Page.getLayoutMetrics")["cssContentSize"]
-            params.update(captureBeyondViewport=True, clip={
-                "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
+            params.update(
+                captureBeyondViewport=True,
+                clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+            )
         data = self.page("Page.captureScreenshot", params)["data"]
         path.write_bytes(base64.b64decode(data))
 

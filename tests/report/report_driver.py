@@ -13,16 +13,23 @@ def open_report(browser: Browser, html: Path) -> list[dict]:
     browser.events.clear()
     browser.page("Page.navigate", {"url": html.resolve().as_uri()})
     browser.wait_event("Page.loadEventFired")
-    assert browser.evaluate("document.documentElement.dataset.ready") == "1", "page script did not finish"
+    assert browser.evaluate("document.documentElement.dataset.ready") == "1", (
+        "page script did not finish"
+    )
     return browser.drain_events()
 
 
 def assert_offline_and_clean(events: list[dict], html: Path) -> None:
-    requests = [e["params"]["request"]["url"] for e in events
-                if e["method"] == "Network.requestWillBeSent"]
+    requests = [
+        e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"
+    ]
     assert requests == [html.resolve().as_uri()], f"the page made requests: {requests}"
-    errors = [e["params"] for e in events if e["method"] == "Runtime.exceptionThrown"
-              or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
+    errors = [
+        e["params"]
+        for e in events
+        if e["method"] == "Runtime.exceptionThrown"
+        or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+    ]
     assert errors == []
 
 

@@ -24,11 +24,13 @@ def test_no_flag_when_the_answer_was_already_found_or_never_searched_again():
 
 
 def test_answer_match_is_normalised_and_whole_word():
-    text = _rollout("<search>q</search>", "<result>born in PORT ALDER.</result>",
-                    "<search>again</search>", HIT)
+    text = _rollout(
+        "<search>q</search>", "<result>born in PORT ALDER.</result>", "<search>again</search>", HIT
+    )
     assert not flag(text, ["the port alder"]).search_after_miss  # case, article, punctuation
-    partial = _rollout("<search>q</search>", "<result>Port Aldershot</result>",
-                       "<search>again</search>", HIT)
+    partial = _rollout(
+        "<search>q</search>", "<result>Port Aldershot</result>", "<search>again</search>", HIT
+    )
     assert flag(partial, ["Port Alder"]).search_after_miss  # a longer word is not the answer
 
 
@@ -38,9 +40,13 @@ def test_without_golden_answers_a_miss_cannot_be_judged():
 
 
 def test_correction_cues_in_the_models_own_text_flag_a_revision():
-    for cue in ("Wait, the result names another person.", "Actually it is Port Alder.",
-                "I was wrong about the city.", "Let me re-check the birthplace.",
-                "My earlier answer was a guess."):
+    for cue in (
+        "Wait, the result names another person.",
+        "Actually it is Port Alder.",
+        "I was wrong about the city.",
+        "Let me re-check the birthplace.",
+        "My earlier answer was a guess.",
+    ):
         text = _rollout("<search>q</search>", HIT, f"<think>{cue}</think>")
         flags = flag(text, ["Port Alder"])
         assert flags.revision, cue
@@ -64,8 +70,13 @@ def test_two_different_boxed_answers_are_a_revision_the_same_one_twice_is_not():
 
 def test_completion_that_starts_inside_the_prompts_think_span():
     # The prompt ended with "<think>", so the completion's first tag closes it.
-    text = "Wait, I need the director first.</think><search>q</search>" + MISS + \
-        "<search>q2</search>" + HIT + "<answer>\\boxed{Port Alder}</answer>"
+    text = (
+        "Wait, I need the director first.</think><search>q</search>"
+        + MISS
+        + "<search>q2</search>"
+        + HIT
+        + "<answer>\\boxed{Port Alder}</answer>"
+    )
     flags = flag(text, ["Port Alder"])
     assert flags.revision and flags.search_after_miss
 
@@ -74,10 +85,22 @@ def test_per_step_counts_and_rates():
     both, none, revision = Behaviours(True, True), Behaviours(), Behaviours(revision=True)
     counts = per_step([(2, [both, none, revision, none]), (1, [none])])
     assert counts == [
-        {"step": 1, "rollouts": 1, "search_after_miss": 0, "search_after_miss_rate": 0.0,
-         "revision": 0, "revision_rate": 0.0},
-        {"step": 2, "rollouts": 4, "search_after_miss": 1, "search_after_miss_rate": 0.25,
-         "revision": 2, "revision_rate": 0.5},
+        {
+            "step": 1,
+            "rollouts": 1,
+            "search_after_miss": 0,
+            "search_after_miss_rate": 0.0,
+            "revision": 0,
+            "revision_rate": 0.0,
+        },
+        {
+            "step": 2,
+            "rollouts": 4,
+            "search_after_miss": 1,
+            "search_after_miss_rate": 0.25,
+            "revision": 2,
+            "revision_rate": 0.5,
+        },
     ]
 
 

@@ -44,8 +44,15 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
         name: c.dataset.chart, lines: c.querySelectorAll('path.line').length,
         val: c.querySelectorAll('rect.val-point').length,
         width: c.querySelector('svg').getBoundingClientRect().width}))""")
-    assert [c["name"] for c in charts] == ["reward", "f1", "valid_format", "searches",
-                                           "model_tokens", "kl", "entropy"]
+    assert [c["name"] for c in charts] == [
+        "reward",
+        "f1",
+        "valid_format",
+        "searches",
+        "model_tokens",
+        "kl",
+        "entropy",
+    ]
     assert all(c["lines"] == 1 and c["width"] > 200 for c in charts)
     assert [c["val"] for c in charts] == [3, 3, 3, 3, 3, 0, 0]  # validation at steps 4, 8, 12
     assert browser.evaluate("document.querySelectorAll('#behaviour-chart path.line').length") == 2
@@ -63,10 +70,15 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
         return {tip, source: src.options[src.selectedIndex].text};
     })()""")
     step3 = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[2])
-    assert hover["tip"].startswith("step 3 ") and f"reward_mean: {step3['reward_mean']:.3f}" in hover["tip"]
+    assert (
+        hover["tip"].startswith("step 3 ")
+        and f"reward_mean: {step3['reward_mean']:.3f}" in hover["tip"]
+    )
     assert hover["source"].startswith("step 3 ")
-    browser.evaluate("""__t.set('f-source', Array.from(document.getElementById('f-source').options)
-        .find(o => o.text.startsWith('step 12 ')).value)""".replace("\n", " "))
+    browser.evaluate(
+        """__t.set('f-source', Array.from(document.getElementById('f-source').options)
+        .find(o => o.text.startsWith('step 12 ')).value)""".replace("\n", " ")
+    )
 
     # The browser opens on the last step; its rollouts are listed and the first one is shown.
     last = rows_of(run_dir, 12)
@@ -118,7 +130,9 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
     assert browser.evaluate("document.querySelectorAll('#detail mark').length") > 0
     browser.evaluate("__t.set('f-text', '')")
     # A whole evaluation file, then the flagged rollouts of step 1.
-    groups = browser.evaluate("Array.from(document.getElementById('f-source').options).map(o => [o.value, o.text])")
+    groups = browser.evaluate(
+        "Array.from(document.getElementById('f-source').options).map(o => [o.value, o.text])"
+    )
     hop = next(v for v, label in groups if label.startswith("eval: eval synthetic_hop / research"))
     hop_state = browser.evaluate(f"__t.set('f-source', '{hop}')")
     assert hop_state["shown"] == hop_state["rows"] == 6  # and the step's 20 rows are gone
@@ -132,7 +146,9 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
     browser.evaluate("__t.set('f-flag', '')")
     last_step = next(v for v, label in groups if label.startswith("step 12 "))
     browser.evaluate(f"__t.set('f-source', '{last_step}')")
-    showcase = max(range(len(last)), key=lambda i: (last[i]["num_searches"], last[i]["reward"]["value"]))
+    showcase = max(
+        range(len(last)), key=lambda i: (last[i]["num_searches"], last[i]["reward"]["value"])
+    )
     browser.evaluate(f"__t.rows()[{showcase}].click()")
     shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "report.png")
     browser.screenshot(shot, full_page=True)
@@ -142,8 +158,9 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
 def test_ten_thousand_trajectories_load_and_filter(browser, tmp_path, capsys):
     t0 = time.perf_counter()
     # Five passages of about 60 words per search, as a real retriever returns.
-    run_dir = write_training_run(tmp_path / "big", steps=20, questions=100, group=5,
-                                 val_every=21, topk=5, filler=50)  # no validation: 10,000 exactly
+    run_dir = write_training_run(
+        tmp_path / "big", steps=20, questions=100, group=5, val_every=21, topk=5, filler=50
+    )  # no validation: 10,000 exactly
     t1 = time.perf_counter()
     result = build_report(run_dir, figures=False)
     t2 = time.perf_counter()
@@ -174,8 +191,9 @@ def test_ten_thousand_trajectories_load_and_filter(browser, tmp_path, capsys):
     assert timed_set("text search, no match", "f-text", "zq-nowhere")["shown"] == 0  # a full scan
     timed_set("text search, common word", "f-text", "port")
     reward = timed_set("reward >= 0.9", "f-rmin", "0.9")
-    assert reward["shown"] == sum("port" in haystack(r) and r["reward"]["value"] >= 0.9
-                                  for r in all_rows)
+    assert reward["shown"] == sum(
+        "port" in haystack(r) and r["reward"]["value"] >= 0.9 for r in all_rows
+    )
     timed_set("finish = answer", "f-finish", "answer")
     timed_set("sort by reward", "f-sort", "rdesc")
     scrolled = browser.evaluate("""new Promise(resolve => {
@@ -185,17 +203,23 @@ def test_ten_thousand_trajectories_load_and_filter(browser, tmp_path, capsys):
     })""")
     assert f"{(reward['shown'] - 1) * 30}px" in scrolled  # the last row is drawn at the bottom
     size_mb = html.stat().st_size / 1e6
-    steps = "; ".join(f"{name} {1000 * wall:.0f} ms (filter {state['filterMs']:.1f} ms, "
-                      f"{state['shown']} shown)" for name, (wall, state) in timed.items())
+    steps = "; ".join(
+        f"{name} {1000 * wall:.0f} ms (filter {state['filterMs']:.1f} ms, {state['shown']} shown)"
+        for name, (wall, state) in timed.items()
+    )
     with capsys.disabled():
-        print(f"\n[report 10k] write run {t1 - t0:.2f}s, build report {t2 - t1:.2f}s "
-              f"({size_mb:.1f} MB); browser load {loaded:.2f}s (page ready {ready_at:.0f} ms "
-              f"after navigation start); {steps}; text searches include the 150 ms typing debounce")
+        print(
+            f"\n[report 10k] write run {t1 - t0:.2f}s, build report {t2 - t1:.2f}s "
+            f"({size_mb:.1f} MB); browser load {loaded:.2f}s (page ready {ready_at:.0f} ms "
+            f"after navigation start); {steps}; text searches include the 150 ms typing debounce"
+        )
 
 
 def test_partial_run_dirs_render_what_they_have(browser, tmp_path):
     def visible(ids: list[str]) -> list[str]:
-        return browser.evaluate(f"{json.dumps(ids)}.filter(id => !document.getElementById(id).hidden)")
+        return browser.evaluate(
+            f"{json.dumps(ids)}.filter(id => !document.getElementById(id).hidden)"
+        )
 
     sections = ["curves", "behaviours", "tables", "browser", "config"]
     evaluation = build_report(write_eval_dir(tmp_path / "eval"), figures=False).html
@@ -215,7 +239,16 @@ def test_demo_run_shows_before_and_after(browser, tmp_path):
     assert_offline_and_clean(open_report(browser, html), html)
     headers = browser.evaluate("""Array.from(document.querySelectorAll('#table-list table'))
         .map(t => Array.from(t.querySelectorAll('th')).map(th => th.textContent))""")
-    assert headers[0] == ["questions", "em before", "em after", "f1 before", "f1 after",
-                          "n before", "n after"]
-    sources = browser.evaluate("Array.from(document.getElementById('f-source').options).map(o => o.text)")
+    assert headers[0] == [
+        "questions",
+        "em before",
+        "em after",
+        "f1 before",
+        "f1 after",
+        "n before",
+        "n after",
+    ]
+    sources = browser.evaluate(
+        "Array.from(document.getElementById('f-source').options).map(o => o.text)"
+    )
     assert {"eval: before (6)", "eval: after (6)"} <= set(sources)

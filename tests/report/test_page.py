@@ -29,19 +29,32 @@ def test_page_embeds_every_trajectory_segmented(tmp_path):
     result = build_report(run_dir, figures=False)
     page = result.html.read_text()
     data = _data(page)
-    rows = [json.loads(line) for f in sorted((run_dir / "rollouts").glob("step_*.jsonl"))
-            for line in f.read_text().splitlines()]
-    val_rows = [json.loads(line) for f in sorted((run_dir / "rollouts" / "val").glob("*.jsonl"))
-                for line in f.read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for f in sorted((run_dir / "rollouts").glob("step_*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
+    val_rows = [
+        json.loads(line)
+        for f in sorted((run_dir / "rollouts" / "val").glob("*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
     assert len(rows) == 40 and len(val_rows) == 16
     assert result.trajectories == len(data["trajectories"]) == len(rows) + len(val_rows)
     kinds = [data["groups"][t["g"]]["kind"] for t in data["trajectories"]]
     assert kinds == ["step"] * 40 + ["val"] * 16
     for t, row in zip(data["trajectories"], rows + val_rows, strict=True):  # file order is kept
         assert data["groups"][t["g"]]["step"] == row["step"]
-        assert (t["q"], t["i"], t["a"]) == (row["question"], row["sample_index"], row["golden_answers"])
-        assert (t["r"], t["ns"], t["fin"]) == (row["reward"]["value"], row["num_searches"],
-                                               row["finish_reason"])
+        assert (t["q"], t["i"], t["a"]) == (
+            row["question"],
+            row["sample_index"],
+            row["golden_answers"],
+        )
+        assert (t["r"], t["ns"], t["fin"]) == (
+            row["reward"]["value"],
+            row["num_searches"],
+            row["finish_reason"],
+        )
         # The segments hold the whole text but the tags and the blank lines between them.
         contents = "".join(c for _, c, *_ in t["s"])
         stripped = re.sub(r"</?(think|search|result|answer)>", "", row["text"])
@@ -50,8 +63,14 @@ def test_page_embeds_every_trajectory_segmented(tmp_path):
     val_keys = {line["key"] for chart in data["charts"] for line in chart["lines"] if line["val"]}
     assert {"val/reward_mean", "val/f1", "val/valid_format"} <= val_keys
     assert [c["title"] for c in data["charts"]] == [
-        "Reward (mean)", "Answer F1", "Valid-format rate", "Searches per rollout",
-        "Model tokens per rollout", "KL to reference", "Entropy"]
+        "Reward (mean)",
+        "Answer F1",
+        "Valid-format rate",
+        "Searches per rollout",
+        "Model tokens per rollout",
+        "KL to reference",
+        "Entropy",
+    ]
     assert [b["step"] for b in data["behaviours"]] == [1, 2, 3, 4]
 
 
@@ -61,8 +80,17 @@ def test_page_references_no_external_resource(tmp_path):
     assert HOSTILE_PASSAGE.split()[2] in json.dumps(_data(page))  # the URL is there, as data
     shell = _DATA.sub("", page)
     assert re.findall(r"https?://[^\s\"'<>]+", shell) == ["http://www.w3.org/2000/svg"]  # a name
-    for needle in ("<link", "@import", "url(", "fetch(", "XMLHttpRequest", "WebSocket",
-                   "sendBeacon", "EventSource", " src="):
+    for needle in (
+        "<link",
+        "@import",
+        "url(",
+        "fetch(",
+        "XMLHttpRequest",
+        "WebSocket",
+        "sendBeacon",
+        "EventSource",
+        " src=",
+    ):
         assert needle not in shell, needle
     # Markup inside passages stays data: the page has exactly its own two scripts.
     assert page.count("<script") == 2 and page.count("</script>") == 2
@@ -94,9 +122,19 @@ def test_figures_are_pngs_in_the_run_dir(tmp_path):
     run_dir = write_training_run(tmp_path / "run", steps=3, questions=1)
     result = build_report(run_dir)
     names = sorted(p.name for p in result.figures)
-    assert names == sorted(["reward.png", "f1.png", "valid_format.png", "searches.png",
-                            "model_tokens.png", "kl.png", "entropy.png", "behaviours.png",
-                            "curves.png"])
+    assert names == sorted(
+        [
+            "reward.png",
+            "f1.png",
+            "valid_format.png",
+            "searches.png",
+            "model_tokens.png",
+            "kl.png",
+            "entropy.png",
+            "behaviours.png",
+            "curves.png",
+        ]
+    )
     for path in result.figures:
         assert path.parent == run_dir / "figures"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
@@ -109,14 +147,22 @@ def test_evaluation_only_dir_has_tables_and_no_figures(tmp_path):
     (table,) = data["tables"]  # the results rows, not the config beside them
     assert table["columns"] == ["dataset", "method", "n", "em", "f1", "searches"]
     assert {(r[0], r[1]) for r in table["rows"]} == {
-        (d, m) for d in ("synthetic_hop", "synthetic_bridge") for m in ("naive", "research")}
+        (d, m) for d in ("synthetic_hop", "synthetic_bridge") for m in ("naive", "research")
+    }
     # Prediction rows show their trajectory and, beside it, the evaluator's scores.
-    first = json.loads((tmp_path / "eval" / "predictions" / "synthetic_bridge__naive.jsonl")
-                       .read_text().splitlines()[0])
+    first = json.loads(
+        (tmp_path / "eval" / "predictions" / "synthetic_bridge__naive.jsonl")
+        .read_text()
+        .splitlines()[0]
+    )
     t = data["trajectories"][0]
     assert t["q"] == first["question"] and t["r"] == first["trajectory"]["reward"]["value"]
-    assert t["x"] == {"prediction": first["prediction"], "em": first["em"], "f1": first["f1"],
-                      "cover_em": first["cover_em"]}
+    assert t["x"] == {
+        "prediction": first["prediction"],
+        "em": first["em"],
+        "f1": first["f1"],
+        "cover_em": first["cover_em"],
+    }
     assert t["id"] == first["id"]
     judged = next(t for t in data["trajectories"] if "judge correct" in t["x"])
     assert judged["x"]["judge raw"] in ("yes", "no")
@@ -142,7 +188,9 @@ def test_cli_writes_report_and_reports_problems(tmp_path):
     assert out.is_file() and f"wrote {out} (2 steps, 10 trajectories)" in result.stdout
     assert f"warning: skipped {run_dir / 'metrics.jsonl'}:3: not valid JSON" in result.stderr
     assert not (run_dir / "figures").exists()
-    into_dir = CliRunner().invoke(app, ["report", str(run_dir), "-o", str(out.parent), "--no-figures"])
+    into_dir = CliRunner().invoke(
+        app, ["report", str(run_dir), "-o", str(out.parent), "--no-figures"]
+    )
     assert into_dir.exit_code == 0 and (out.parent / "report.html").is_file()
 
 
@@ -170,8 +218,9 @@ def test_capped_report_embeds_fewer_rows_but_counts_behaviours_on_all(tmp_path):
     assert (capped.trajectories, capped.total_trajectories) == (12, 40)
     assert [(g["count"], g["total"]) for g in data["groups"]] == [(3, 10)] * 4
     assert data["behaviours"] == full["behaviours"] and data["behaviours"][0]["rollouts"] == 10
-    result = CliRunner().invoke(app, ["report", str(run_dir), "--no-figures",
-                                      "--max-trajectories", "12"])
+    result = CliRunner().invoke(
+        app, ["report", str(run_dir), "--no-figures", "--max-trajectories", "12"]
+    )
     assert "(4 steps, 12 trajectories of 40: raise --max-trajectories" in result.stdout
 
 
@@ -179,13 +228,23 @@ def test_demo_summary_compares_before_and_after():
     summary = {
         "before": {"one-hop": {"em": 0.1, "f1": 0.2, "n": 10}, "two-hop": {"em": 0.0, "n": 5}},
         "after": {"one-hop": {"em": 0.8, "f1": 0.9, "n": 10}, "two-hop": {"em": 0.4, "n": 5}},
-        "steps": 40, "seconds": {"grpo": 80.5, "total": 120.0},
+        "steps": 40,
+        "seconds": {"grpo": 80.5, "total": 120.0},
     }
     compare, rest = before_after_tables(summary, "summary.json")
-    assert compare.columns == ["questions", "em before", "em after", "f1 before", "f1 after",
-                               "n before", "n after"]
-    assert compare.rows == [["one-hop", 0.1, 0.8, 0.2, 0.9, 10, 10],
-                            ["two-hop", 0.0, 0.4, None, None, 5, 5]]
+    assert compare.columns == [
+        "questions",
+        "em before",
+        "em after",
+        "f1 before",
+        "f1 after",
+        "n before",
+        "n after",
+    ]
+    assert compare.rows == [
+        ["one-hop", 0.1, 0.8, 0.2, 0.9, 10, 10],
+        ["two-hop", 0.0, 0.4, None, None, 5, 5],
+    ]
     assert rest.columns == ["name", "steps", "grpo", "total"]
     assert rest.rows == [["", 40, None, None], ["seconds", None, 80.5, 120.0]]
     (flat,) = before_after_tables({"after": {"f1": 0.5}}, "s")[:1]

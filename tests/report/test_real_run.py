@@ -17,15 +17,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, "-c", "from research_rl.cli import main; main()", *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", "from research_rl.cli import main; main()", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
 def test_report_of_a_real_tiny_training_run(browser, tmp_path):
     run_dir = tmp_path / "tiny"
-    trained = _cli("train", "--config", "configs/tiny-cpu.yaml", "--output-dir", str(run_dir),
-                   "--set", "grpo.max_steps=2", "--set", "run.eval_every=2")
+    trained = _cli(
+        "train",
+        "--config",
+        "configs/tiny-cpu.yaml",
+        "--output-dir",
+        str(run_dir),
+        "--set",
+        "grpo.max_steps=2",
+        "--set",
+        "run.eval_every=2",
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     reported = _cli("report", str(run_dir))
     assert reported.returncode == 0, reported.stderr
@@ -35,7 +50,10 @@ def test_report_of_a_real_tiny_training_run(browser, tmp_path):
     assert_offline_and_clean(open_report(browser, html), html)
     browser.evaluate(JS_HELPERS)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    rows = [json.loads(line) for line in (run_dir / "rollouts" / "step_2.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in (run_dir / "rollouts" / "step_2.jsonl").read_text().splitlines()
+    ]
     page = browser.evaluate("""({
         charts: Array.from(document.querySelectorAll('#main-charts .chart')).map(c => c.dataset.chart),
         lines: document.querySelectorAll('#main-charts path.line').length,
@@ -43,7 +61,9 @@ def test_report_of_a_real_tiny_training_run(browser, tmp_path):
         shown: +document.documentElement.dataset.shown, rows: __t.rows().length,
         segments: document.querySelectorAll('#detail .seg').length,
         question: document.querySelector('#detail h3').textContent})""")
-    assert {"reward", "f1", "valid_format", "searches", "model_tokens", "kl", "entropy"} <= set(page["charts"])
+    assert {"reward", "f1", "valid_format", "searches", "model_tokens", "kl", "entropy"} <= set(
+        page["charts"]
+    )
     assert page["lines"] >= 7 and page["val"] >= 1 and len(metrics) == 2
     assert page["shown"] == page["rows"] == len(rows) > 0
     assert page["question"] == rows[0]["question"] and page["segments"] >= 1

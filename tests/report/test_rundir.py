@@ -18,7 +18,10 @@ def test_training_run_metrics_and_rollouts(tmp_path):
     assert [m["step"] for m in run.metrics] == [1, 2, 3, 4, 5, 6]
     assert "val/reward_mean" in run.metrics[2] and "val/reward_mean" not in run.metrics[1]
     assert [(g.kind, g.step) for g in run.groups] == [
-        *[("step", s) for s in range(1, 7)], ("val", 3), ("val", 6)]
+        *[("step", s) for s in range(1, 7)],
+        ("val", 3),
+        ("val", 6),
+    ]
     assert all(len(g.rows) == 10 for g in run.groups if g.kind == "step")
     assert run.groups[-1].label == "validation step 6" and len(run.groups[-1].rows) == 8
     raw = json.loads((run_dir / "rollouts" / "step_4.jsonl").read_text().splitlines()[3])
@@ -38,17 +41,21 @@ def test_steps_sort_numerically_not_by_name(tmp_path):
 
 
 def test_malformed_lines_are_reported_with_file_and_line_and_skipped(tmp_path):
-    _lines(tmp_path / "metrics.jsonl",
-           json.dumps({"step": 1, "reward_mean": 0.1}),
-           '{"step": 2, "reward_mean": 0.',  # a crash mid-write
-           "[1, 2]",
-           json.dumps({"reward_mean": 0.3}),
-           "",
-           json.dumps({"step": 5, "reward_mean": 0.5}))
-    _lines(tmp_path / "rollouts" / "step_1.jsonl",
-           json.dumps({"question": "a", "text": "<answer>x</answer>"}),
-           "not json",
-           json.dumps({"question": "b"}))
+    _lines(
+        tmp_path / "metrics.jsonl",
+        json.dumps({"step": 1, "reward_mean": 0.1}),
+        '{"step": 2, "reward_mean": 0.',  # a crash mid-write
+        "[1, 2]",
+        json.dumps({"reward_mean": 0.3}),
+        "",
+        json.dumps({"step": 5, "reward_mean": 0.5}),
+    )
+    _lines(
+        tmp_path / "rollouts" / "step_1.jsonl",
+        json.dumps({"question": "a", "text": "<answer>x</answer>"}),
+        "not json",
+        json.dumps({"question": "b"}),
+    )
     run = read_run(tmp_path)
     assert [m["step"] for m in run.metrics] == [1, 5]
     assert [r["question"] for r in run.groups[0].rows] == ["a", "b"]
@@ -61,19 +68,30 @@ def test_malformed_lines_are_reported_with_file_and_line_and_skipped(tmp_path):
 
 
 def test_a_step_logged_twice_is_merged_later_keys_winning(tmp_path):
-    _lines(tmp_path / "metrics.jsonl",
-           json.dumps({"step": 3, "reward_mean": 0.1, "kl": 0.01}),
-           json.dumps({"step": 3, "val/f1": 0.4}),
-           json.dumps({"step": 3.0, "reward_mean": 0.2}),
-           json.dumps({"step": 1, "reward_mean": 0.0}))
+    _lines(
+        tmp_path / "metrics.jsonl",
+        json.dumps({"step": 3, "reward_mean": 0.1, "kl": 0.01}),
+        json.dumps({"step": 3, "val/f1": 0.4}),
+        json.dumps({"step": 3.0, "reward_mean": 0.2}),
+        json.dumps({"step": 1, "reward_mean": 0.0}),
+    )
     run = read_run(tmp_path)
-    assert run.metrics == [{"step": 1, "reward_mean": 0.0},
-                           {"step": 3, "reward_mean": 0.2, "kl": 0.01, "val/f1": 0.4}]
+    assert run.metrics == [
+        {"step": 1, "reward_mean": 0.0},
+        {"step": 3, "reward_mean": 0.2, "kl": 0.01, "val/f1": 0.4},
+    ]
 
 
 def test_rows_missing_fields_get_neutral_defaults():
-    row = normalise_row({"question": "q", "golden_answers": "Paris", "reward": {"value": "high"},
-                         "num_searches": 2.0, "finish_reason": None})
+    row = normalise_row(
+        {
+            "question": "q",
+            "golden_answers": "Paris",
+            "reward": {"value": "high"},
+            "num_searches": 2.0,
+            "finish_reason": None,
+        }
+    )
     assert row["golden_answers"] == ["Paris"]
     assert row["reward"]["value"] is None and row["reward"]["valid_format"] is None
     assert row["num_searches"] == 2 and row["finish_reason"] == "unknown" and row["text"] == ""
@@ -84,22 +102,39 @@ def test_evaluation_dir(tmp_path):
     run = read_run(write_eval_dir(tmp_path / "eval"))
     assert run.metrics == []
     labels = [g.label for g in run.groups]
-    assert labels == ["eval synthetic_bridge / naive", "eval synthetic_bridge / research",
-                      "eval synthetic_hop / naive", "eval synthetic_hop / research"]
+    assert labels == [
+        "eval synthetic_bridge / naive",
+        "eval synthetic_bridge / research",
+        "eval synthetic_hop / naive",
+        "eval synthetic_hop / research",
+    ]
     assert all(g.kind == "eval" and len(g.rows) == 6 for g in run.groups)
     assert {r["dataset"] for r in run.eval_results["results.json"]["results"]} == {
-        "synthetic_hop", "synthetic_bridge"}
+        "synthetic_hop",
+        "synthetic_bridge",
+    }
     row = run.groups[0].rows[0]  # an evaluator row: the trajectory nested, scores beside it
-    raw = json.loads((tmp_path / "eval" / "predictions" / "synthetic_bridge__naive.jsonl")
-                     .read_text().splitlines()[0])
+    raw = json.loads(
+        (tmp_path / "eval" / "predictions" / "synthetic_bridge__naive.jsonl")
+        .read_text()
+        .splitlines()[0]
+    )
     assert row["text"] == raw["trajectory"]["text"] and row["question_id"] == raw["id"]
     assert row["reward"]["reason"] == raw["trajectory"]["reward"]["reason"]
     assert row["extras"]["f1"] == raw["f1"] and "judge correct" not in row["extras"]
 
 
 def test_prediction_rows_without_a_nested_trajectory_still_read():
-    row = normalise_row({"id": "q7", "question": "q", "reward": 0.4, "judge": {"correct": True},
-                         "trajectory": None, "text": "<answer>x</answer>"})
+    row = normalise_row(
+        {
+            "id": "q7",
+            "question": "q",
+            "reward": 0.4,
+            "judge": {"correct": True},
+            "trajectory": None,
+            "text": "<answer>x</answer>",
+        }
+    )
     assert row["question_id"] == "q7" and row["reward"]["value"] == 0.4
     assert row["text"] == "<answer>x</answer>" and row["extras"] == {}
 
@@ -108,8 +143,16 @@ def test_demo_dir_with_training_and_evaluation_side_by_side(tmp_path):
     run = read_run(write_demo_dir(tmp_path / "demo"))
     assert len(run.metrics) == 4
     labels = [g.label for g in run.groups]
-    assert labels == ["step 1", "step 2", "step 3", "step 4", "validation step 2",
-                      "validation step 4", "eval: after", "eval: before"]  # not world/*.jsonl
+    assert labels == [
+        "step 1",
+        "step 2",
+        "step 3",
+        "step 4",
+        "validation step 2",
+        "validation step 4",
+        "eval: after",
+        "eval: before",
+    ]  # not world/*.jsonl
     assert [len(g.rows) for g in run.groups[-2:]] == [6, 6]
     assert set(run.summaries["summary.json"]) == {"steps", "seed", "before", "after"}
     assert run.problems == []
@@ -120,8 +163,10 @@ def test_evaluation_in_a_sub_directory(tmp_path):
     write_eval_dir(tmp_path / "eval")
     run = read_run(tmp_path)
     assert len(run.metrics) == 2
-    assert [g.label for g in run.groups][:2] == ["eval: eval synthetic_bridge / naive",
-                                                 "eval: eval synthetic_bridge / research"]
+    assert [g.label for g in run.groups][:2] == [
+        "eval: eval synthetic_bridge / naive",
+        "eval: eval synthetic_bridge / research",
+    ]
     assert {"train: step 1", "train: validation step 2"} <= {g.label for g in run.groups}
     assert set(run.eval_results) == {"eval/results.json"}
 
@@ -146,9 +191,11 @@ def test_a_second_training_log_is_named_not_silently_dropped(tmp_path):
     write_training_run(tmp_path / "other", steps=3, questions=1)
     run = read_run(tmp_path)
     assert len(run.metrics) == 2
-    assert run.problems == [f"{tmp_path / 'other' / 'metrics.jsonl'}: not plotted (one run's "
-                            f"curves per page: {tmp_path / 'metrics.jsonl'}); report its "
-                            "directory on its own"]
+    assert run.problems == [
+        f"{tmp_path / 'other' / 'metrics.jsonl'}: not plotted (one run's "
+        f"curves per page: {tmp_path / 'metrics.jsonl'}); report its "
+        "directory on its own"
+    ]
     assert "other: step 3" in [g.label for g in run.groups]  # its rollouts are still browsable
 
 
@@ -156,8 +203,9 @@ def test_other_trajectory_files_are_browsable_question_files_are_not(tmp_path):
     write_training_run(tmp_path / "train", steps=1, questions=1)
     rows = (tmp_path / "train" / "rollouts" / "step_1.jsonl").read_text().splitlines()
     (tmp_path / "samples_after.jsonl").write_text("\n".join(rows[:3]) + "\n")
-    (tmp_path / "questions.jsonl").write_text(json.dumps(
-        {"id": "q1", "question": "Where?", "golden_answers": ["Port Alder"]}) + "\n")
+    (tmp_path / "questions.jsonl").write_text(
+        json.dumps({"id": "q1", "question": "Where?", "golden_answers": ["Port Alder"]}) + "\n"
+    )
     (tmp_path / "notes.jsonl").write_text("not json\n")
     run = read_run(tmp_path)
     files = [g for g in run.groups if g.kind == "file"]
@@ -172,17 +220,35 @@ def test_reads_what_the_evaluator_writes(tmp_path):
     from research_rl.reward import score
     from research_rl.trajectory import Trajectory
 
-    text = ("<think>find it</think><search>capital of Elnobo</search><result>Doc 1: Tekaton is "
-            "the capital of Elnobo.</result><answer>\\boxed{Tekaton}</answer>")
-    traj = Trajectory(question_id="q9", question="Capital of Elnobo?", golden_answers=["Tekaton"],
-                      sample_index=0, prompt_ids=[1, 2], text=text, loss_mask=[1, 1, 0, 1],
-                      num_searches=1, search_queries=["capital of Elnobo"], finish_reason="answer",
-                      reward=score(text, ["Tekaton"]))
-    _lines(tmp_path / "predictions" / "toy__research.jsonl",
-           json.dumps(prediction_row(traj, "toy", "research")))
+    text = (
+        "<think>find it</think><search>capital of Elnobo</search><result>Doc 1: Tekaton is "
+        "the capital of Elnobo.</result><answer>\\boxed{Tekaton}</answer>"
+    )
+    traj = Trajectory(
+        question_id="q9",
+        question="Capital of Elnobo?",
+        golden_answers=["Tekaton"],
+        sample_index=0,
+        prompt_ids=[1, 2],
+        text=text,
+        loss_mask=[1, 1, 0, 1],
+        num_searches=1,
+        search_queries=["capital of Elnobo"],
+        finish_reason="answer",
+        reward=score(text, ["Tekaton"]),
+    )
+    _lines(
+        tmp_path / "predictions" / "toy__research.jsonl",
+        json.dumps(prediction_row(traj, "toy", "research")),
+    )
     (row,) = read_run(tmp_path).groups[0].rows
     assert (row["question_id"], row["text"], row["num_searches"]) == ("q9", text, 1)
-    assert row["reward"] == {"value": 1.0, "f1": 1.0, "em": 1.0, "valid_format": True,
-                             "reason": traj.reward.reason}
+    assert row["reward"] == {
+        "value": 1.0,
+        "f1": 1.0,
+        "em": 1.0,
+        "valid_format": True,
+        "reason": traj.reward.reason,
+    }
     assert row["num_model_tokens"] == 3
     assert row["extras"]["prediction"] == "Tekaton" and row["extras"]["em"] == 1.0

@@ -4,14 +4,28 @@ from hypothesis import strategies as st
 from research_rl import tags
 from research_rl.report.segments import segments
 
-_PIECES = st.sampled_from(["<think>", "</think>", "<search>", "</search>", "<result>",
-                           "</result>", "<answer>", "</answer>", "word ", "\n", "<thin", "x>"])
+_PIECES = st.sampled_from(
+    [
+        "<think>",
+        "</think>",
+        "<search>",
+        "</search>",
+        "<result>",
+        "</result>",
+        "<answer>",
+        "</answer>",
+        "word ",
+        "\n",
+        "<thin",
+        "x>",
+    ]
+)
 
 
 @given(st.lists(_PIECES, max_size=30).map("".join))
 def test_segments_cover_the_text_in_order(text):
     segs = segments(text)
-    assert "".join(text[s.start:s.end] for s in segs) == text
+    assert "".join(text[s.start : s.end] for s in segs) == text
     first_tag = tags.find_tags(text)[:1]
     if not first_tag or not first_tag[0].closing:
         assert segs == tags.parse_segments(text)  # only the leading-closing-tag case is repaired
@@ -27,9 +41,14 @@ def test_a_completion_starting_inside_the_prompts_span():
 def test_only_results_right_after_a_search_are_inserted():
     from research_rl.report.segments import inserted
 
-    text = ("<think>a</think><search>q</search>\n<result>r1</result>"
-            "<think>b</think><result>made up</result><search>q2</search><result>r2</result>")
+    text = (
+        "<think>a</think><search>q</search>\n<result>r1</result>"
+        "<think>b</think><result>made up</result><search>q2</search><result>r2</result>"
+    )
     segs = segments(text)
-    marks = [(s.kind, s.content, m) for s, m in zip(segs, inserted(segs), strict=True)
-             if s.kind == "result"]
+    marks = [
+        (s.kind, s.content, m)
+        for s, m in zip(segs, inserted(segs), strict=True)
+        if s.kind == "result"
+    ]
     assert marks == [("result", "r1", True), ("result", "made up", False), ("result", "r2", True)]

@@ -18,9 +18,30 @@ from typing import Any
 
 # A tiny vocabulary of text pieces. Some pieces straddle a stop string ("h>x" completes
 # "</search>" and carries text past it) so the tests see vLLM's token-boundary behaviour.
-PIECES = ["<eos>", "<search>", "</search>", "</sear", "ch>", "</searc", "h>x", "q", " ", "a", "b",
-          "<answer>", "</answer>", "\\boxed{", "}", "<think>", "</think>", "x", "y",
-          "<result>", "</result>", "\n"]
+PIECES = [
+    "<eos>",
+    "<search>",
+    "</search>",
+    "</sear",
+    "ch>",
+    "</searc",
+    "h>x",
+    "q",
+    " ",
+    "a",
+    "b",
+    "<answer>",
+    "</answer>",
+    "\\boxed{",
+    "}",
+    "<think>",
+    "</think>",
+    "x",
+    "y",
+    "<result>",
+    "</result>",
+    "\n",
+]
 EOS_ID = 0
 
 
@@ -90,8 +111,9 @@ def logprob_at(position: int, token: int) -> float:
     return -0.01 * (position + 1) - 0.001 * token
 
 
-def sample(prompt_ids: list[int], params: FakeSamplingParams, script: Callable[[list[int]], list[int]]
-           ) -> CompletionOutput:
+def sample(
+    prompt_ids: list[int], params: FakeSamplingParams, script: Callable[[list[int]], list[int]]
+) -> CompletionOutput:
     """Run one request the way vLLM's detokenizer and stop checker do."""
     continuation = script(prompt_ids)
     stops = [params.stop] if isinstance(params.stop, str) else list(params.stop or [])
@@ -117,8 +139,10 @@ def sample(prompt_ids: list[int], params: FakeSamplingParams, script: Callable[[
         raise AssertionError("the script ran out of tokens before a stop, EOS or the budget")
     logprobs = None
     if params.logprobs is not None:
-        logprobs = [{t: Logprob(logprob_at(p, t), rank=1, decoded_token=PIECES[t])}
-                    for p, t in enumerate(ids)]
+        logprobs = [
+            {t: Logprob(logprob_at(p, t), rank=1, decoded_token=PIECES[t])}
+            for p, t in enumerate(ids)
+        ]
     return CompletionOutput(0, text, ids, None, logprobs, finish, stop_reason)
 
 
@@ -176,6 +200,7 @@ def make_tokenizer():
 try:  # the real output type when verl is importable, else one with its fields
     from verl.workers.rollout.replica import TokenOutput
 except ImportError:
+
     @dataclass
     class TokenOutput:  # verl.workers.rollout.replica.TokenOutput (0.9.1)
         token_ids: list[int]
@@ -210,11 +235,14 @@ class ScriptedModel:
         question = next(q for q in self.scripts if q in context)
         turn = context.count("<result>")
         marker = "</result>\n" if turn else "Assistant:"
-        so_far = context[context.rindex(marker) + len(marker):]
+        so_far = context[context.rindex(marker) + len(marker) :]
         planned = tok.encode(self.scripts[question][turn], add_special_tokens=False)
         planned.append(tok.eos_token_id)
-        done = next(m for m in range(len(planned) + 1)
-                    if tok.decode(planned[:m], skip_special_tokens=False) == so_far)
+        done = next(
+            m
+            for m in range(len(planned) + 1)
+            if tok.decode(planned[:m], skip_special_tokens=False) == so_far
+        )
         out: list[int] = []
         for token in planned[done:]:
             out.append(token)
@@ -243,12 +271,18 @@ class ScriptedLLM:
         for k, (prompt, params) in enumerate(zip(prompts, sampling_params, strict=True)):
             assert params.include_stop_str_in_output, "the stop string must be kept"
             ids, finish, stop_reason = self.model.sample(
-                list(prompt["prompt_token_ids"]), list(params.stop or []), params.max_tokens)
-            logprobs = None if params.logprobs is None else [
-                {t: Logprob(logprob_at(p, t), rank=1)} for p, t in enumerate(ids)]
+                list(prompt["prompt_token_ids"]), list(params.stop or []), params.max_tokens
+            )
+            logprobs = (
+                None
+                if params.logprobs is None
+                else [{t: Logprob(logprob_at(p, t), rank=1)} for p, t in enumerate(ids)]
+            )
             text = self.model.tokenizer.decode(ids, skip_special_tokens=True)
             completion = CompletionOutput(0, text, ids, None, logprobs, finish, stop_reason)
-            out.append(RequestOutput(str(k), None, list(prompt["prompt_token_ids"]), None, [completion]))
+            out.append(
+                RequestOutput(str(k), None, list(prompt["prompt_token_ids"]), None, [completion])
+            )
         return out
 
 
@@ -262,10 +296,16 @@ class FakeServerManager:
         self.calls: list[dict[str, Any]] = []
 
     async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
-        self.calls.append({"request_id": request_id, "prompt_ids": list(prompt_ids),
-                           "sampling_params": dict(sampling_params)})
+        self.calls.append(
+            {
+                "request_id": request_id,
+                "prompt_ids": list(prompt_ids),
+                "sampling_params": dict(sampling_params),
+            }
+        )
         assert sampling_params.get("include_stop_str_in_output"), "the stop string must be kept"
         out, _, _ = self.model.sample(
-            list(prompt_ids), sampling_params.get("stop") or [], sampling_params["max_tokens"])
+            list(prompt_ids), sampling_params.get("stop") or [], sampling_params["max_tokens"]
+        )
         log_probs = [TOKEN_LOGPROB] * len(out) if sampling_params.get("logprobs") else None
         return TokenOutput(token_ids=out, log_probs=log_probs, stop_reason="completed")

@@ -34,11 +34,13 @@ QUESTIONS = [
 ]
 SCRIPTS = {
     QUESTIONS[0].question: [[" <think> I know it. </think> <answer> \\boxed{Paris} </answer>"]],
-    QUESTIONS[1].question: [[
-        " <think> search </think> <search> Dune </search>",
-        " <think> again </think> <search> Dune author </search>",
-        " <think> found </think> <answer> \\boxed{Frank Herbert} </answer>",
-    ]],
+    QUESTIONS[1].question: [
+        [
+            " <think> search </think> <search> Dune </search>",
+            " <think> again </think> <search> Dune author </search>",
+            " <think> found </think> <answer> \\boxed{Frank Herbert} </answer>",
+        ]
+    ],
 }
 
 
@@ -86,16 +88,18 @@ def main() -> int:
             rewards = [t.reward.value for t in trajs]
             gathered: list = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, rewards)
-            report["steps"].append({
-                "calls": getattr(backend, "calls", None),
-                "padding": padding,
-                "finish": [t.finish_reason for t in trajs],
-                "searches": [t.num_searches for t in trajs],
-                "masked": [t.loss_mask.count(0) for t in trajs],
-                "rewards": rewards,
-                "gathered_rewards": gathered,
-                "grad": grad.tolist(),
-            })
+            report["steps"].append(
+                {
+                    "calls": getattr(backend, "calls", None),
+                    "padding": padding,
+                    "finish": [t.finish_reason for t in trajs],
+                    "searches": [t.num_searches for t in trajs],
+                    "masked": [t.loss_mask.count(0) for t in trajs],
+                    "rewards": rewards,
+                    "gathered_rewards": gathered,
+                    "grad": grad.tolist(),
+                }
+            )
     except Exception as err:  # reported, so the test can show what failed
         report["error"] = f"{type(err).__name__}: {err}"
     Path(args.out, f"rank{rank}.json").write_text(json.dumps(report))

@@ -32,12 +32,16 @@ SCRIPTS = {
         [" <think> guess </think> <answer> \\boxed{Elnobo} </answer>"],
     ],
     SLOW.question: [
-        [" <think> look </think> <search> Bopu Miel </search>",
-         " <think> city </think> <search> Dariton </search>",
-         " <think> found </think> <answer> \\boxed{Elnobo} </answer>"],
-        [" <think> look </think> <search> Bopu Miel </search>",
-         " <think> again </think> <search> Bopu </search>",
-         " <think> unsure </think> <answer> \\boxed{Radami} </answer>"],
+        [
+            " <think> look </think> <search> Bopu Miel </search>",
+            " <think> city </think> <search> Dariton </search>",
+            " <think> found </think> <answer> \\boxed{Elnobo} </answer>",
+        ],
+        [
+            " <think> look </think> <search> Bopu Miel </search>",
+            " <think> again </think> <search> Bopu </search>",
+            " <think> unsure </think> <answer> \\boxed{Radami} </answer>",
+        ],
     ],
 }
 
@@ -70,19 +74,25 @@ def main() -> int:
         # A fresh scripted model per rollout call, identical on both ranks (as TP ranks hold the
         # same weights); the lockstep keeps the collective calls matched, and the adapter's
         # rollout function drains it after each rollout.
-        backend = LockstepBackend(GatheredBackend(ScriptedBackend(trainer.processing_class, SCRIPTS)))
+        backend = LockstepBackend(
+            GatheredBackend(ScriptedBackend(trainer.processing_class, SCRIPTS))
+        )
         backends.append(backend)
         return backend
 
     import torch.distributed as dist
+
     # Test scaffolding only: the ranks wait here until rank 0 has written the train file. train()
     # itself sets up accelerate's CPU state (the bug this once had: a plain PartialState() under
     # torchrun without a GPU reported a single process).
     dist.init_process_group("gloo")
     dist.barrier()
     result = train(cfg, out / "run", backend_factory=factory)
-    records = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()] \
-        if rank == 0 else []
+    records = (
+        [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+        if rank == 0
+        else []
+    )
     report = {
         "rank": rank,
         "final_step": result.final_step,

@@ -26,8 +26,10 @@ TURNS = [
 def world(tmp_path, monkeypatch):
     tokenizer = make_tokenizer()
     tokenizer.save_pretrained(tmp_path / "model")
-    write_corpus([Passage.from_title_text("1", "Paris", "Paris is the capital of France.")],
-                 tmp_path / "corpus.jsonl")
+    write_corpus(
+        [Passage.from_title_text("1", "Paris", "Paris is the capital of France.")],
+        tmp_path / "corpus.jsonl",
+    )
     build_index(tmp_path / "corpus.jsonl", tmp_path / "index", kind="bm25", show_progress=False)
     write_questions([QUESTION], tmp_path / "q.jsonl")
     (tmp_path / "prompt.txt").write_text("Question: {question}\nAssistant:")
@@ -44,19 +46,37 @@ def world(tmp_path, monkeypatch):
 
 def test_eval_runs_the_research_loop_on_the_vllm_engine(world):
     root, engines = world
-    cfg = validate_config({
-        "model": {"backend": "vllm", "path": str(root / "model"), "dtype": "bfloat16",
-                  "tensor_parallel_size": 2},
-        "datasets": [{"name": "toy", "path": str(root / "q.jsonl")}],
-        "methods": ["research"],
-        "retriever": {"index": str(root / "index")},
-        "rollout": {"template": "base", "template_path": str(root / "prompt.txt"), "topk": 1,
-                    "max_response_tokens": 200, "chunk_tokens": 0},
-        "output_dir": str(root / "out"),
-    }, EvalConfig)
+    cfg = validate_config(
+        {
+            "model": {
+                "backend": "vllm",
+                "path": str(root / "model"),
+                "dtype": "bfloat16",
+                "tensor_parallel_size": 2,
+            },
+            "datasets": [{"name": "toy", "path": str(root / "q.jsonl")}],
+            "methods": ["research"],
+            "retriever": {"index": str(root / "index")},
+            "rollout": {
+                "template": "base",
+                "template_path": str(root / "prompt.txt"),
+                "topk": 1,
+                "max_response_tokens": 200,
+                "chunk_tokens": 0,
+            },
+            "output_dir": str(root / "out"),
+        },
+        EvalConfig,
+    )
     table = open_evaluation(cfg, progress=False).run()
-    assert engines == [{"model": str(root / "model"), "dtype": "bfloat16",
-                        "tensor_parallel_size": 2, "gpu_memory_utilization": 0.9}]
+    assert engines == [
+        {
+            "model": str(root / "model"),
+            "dtype": "bfloat16",
+            "tensor_parallel_size": 2,
+            "gpu_memory_utilization": 0.9,
+        }
+    ]
     [row] = table
     assert (row["dataset"], row["method"], row["em"]) == ("toy", "research", 1.0)
     [pred] = [json.loads(x) for x in (root / "out/predictions/toy__research.jsonl").open()]
@@ -65,5 +85,10 @@ def test_eval_runs_the_research_loop_on_the_vllm_engine(world):
 
 def test_server_backends_need_a_url():
     with pytest.raises(Exception, match="vllm-server.*needs 'url'"):
-        validate_config({"model": {"backend": "vllm-server", "path": "m"},
-                         "datasets": [{"name": "d", "path": "q"}]}, EvalConfig)
+        validate_config(
+            {
+                "model": {"backend": "vllm-server", "path": "m"},
+                "datasets": [{"name": "d", "path": "q"}],
+            },
+            EvalConfig,
+        )

@@ -17,11 +17,24 @@ HERE = Path(__file__).parent
 
 def launch(out: Path, *extra: str) -> tuple[int, list[dict], str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           str(HERE / "scale_lockstep_worker.py"), "--out", str(out), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(HERE / "scale_lockstep_worker.py"),
+        "--out",
+        str(out),
+        *extra,
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    reports = [json.loads((out / f"rank{r}.json").read_text())
-               for r in range(2) if (out / f"rank{r}.json").exists()]
+    reports = [
+        json.loads((out / f"rank{r}.json").read_text())
+        for r in range(2)
+        if (out / f"rank{r}.json").exists()
+    ]
     return proc.returncode, reports, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 

@@ -69,13 +69,22 @@ def index_dir(tmp_path_factory) -> Path:
 def write_settings(path: Path, index_dir: Path, wait_s: float = 0.05, **rollout) -> str:
     template = path.parent / "template.txt"
     template.write_text(TEMPLATE)
-    rollout = {"max_response_tokens": 160, "max_prompt_tokens": 200, "topk": 1,
-               "template_path": str(template), **rollout}
-    path.write_text(yaml.safe_dump({
-        "rollout": rollout,
-        "retriever": {"index": str(index_dir)},
-        "retrieval_wait_s": wait_s,
-    }))
+    rollout = {
+        "max_response_tokens": 160,
+        "max_prompt_tokens": 200,
+        "topk": 1,
+        "template_path": str(template),
+        **rollout,
+    }
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "rollout": rollout,
+                "retriever": {"index": str(index_dir)},
+                "retrieval_wait_s": wait_s,
+            }
+        )
+    )
     return str(path)
 
 
@@ -85,11 +94,20 @@ def make_loop(settings: str, server, tokenizer, response_length=160, prompt_leng
     entry = {"name": al.AGENT_NAME, **_agent_loop_registry[al.AGENT_NAME], "settings": settings}
     module, _, cls = entry["_target_"].rpartition(".")
     loop_cls = getattr(importlib.import_module(module), cls)
-    config = AttrDict(actor_rollout_ref={"rollout": {
-        "prompt_length": prompt_length, "response_length": response_length}}, data={})
+    config = AttrDict(
+        actor_rollout_ref={
+            "rollout": {"prompt_length": prompt_length, "response_length": response_length}
+        },
+        data={},
+    )
     return loop_cls(
-        trainer_config=Wrap(config), server_manager=server, tokenizer=tokenizer, processor=None,
-        dataset_cls=None, data_config=Wrap(AttrDict()), hf_model_type=None,
+        trainer_config=Wrap(config),
+        server_manager=server,
+        tokenizer=tokenizer,
+        processor=None,
+        dataset_cls=None,
+        data_config=Wrap(AttrDict()),
+        hf_model_type=None,
         settings=entry["settings"],
     )
 
@@ -100,20 +118,32 @@ def row(question: str, answers: list[str], index: int = 0) -> dict:
         "data_source": "test",
         "raw_prompt": np.array([{"role": "user", "content": question}], dtype=object),
         "reward_model": {"style": "rule", "ground_truth": np.array(answers, dtype=object)},
-        "extra_info": {"index": index, "question_id": f"q{index}", "question": question,
-                       "golden_answers": np.array(answers, dtype=object)},
+        "extra_info": {
+            "index": index,
+            "question_id": f"q{index}",
+            "question": question,
+            "golden_answers": np.array(answers, dtype=object),
+        },
         "index": index,
     }
 
 
-SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True}
+SAMPLING = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": -1,
+    "repetition_penalty": 1.0,
+    "logprobs": True,
+}
 
 
 def run_loops(settings, server, tokenizer, rows, **kw):
     async def main():
         try:
             loops = [make_loop(settings, server, tokenizer, **kw) for _ in rows]
-            return await asyncio.gather(*(lp.run(dict(SAMPLING), **r) for lp, r in zip(loops, rows, strict=True)))
+            return await asyncio.gather(
+                *(lp.run(dict(SAMPLING), **r) for lp, r in zip(loops, rows, strict=True))
+            )
         finally:
             await al.close_shared()
 
@@ -185,7 +215,9 @@ def test_concurrent_rollouts_share_batched_retrieval(tmp_path, index_dir, tokeni
     server = FakeServerManager(tokenizer, {q: [SEARCH_TURN, ANSWER_TURN] for q in questions})
     # a window wide enough that the concurrent rollouts' queries meet in one batch
     settings = write_settings(tmp_path / "s.yaml", index_dir, wait_s=1.0)
-    outs = run_loops(settings, server, tokenizer, [row(q, ["Paris"], i) for i, q in enumerate(questions)])
+    outs = run_loops(
+        settings, server, tokenizer, [row(q, ["Paris"], i) for i, q in enumerate(questions)]
+    )
     assert sum(len(b) for b in searches) == 4
     assert len(searches) < 4  # queries of concurrent rollouts were coalesced
     assert all(0 in o.response_mask for o in outs)
@@ -223,19 +255,35 @@ def test_finish_reason_is_recovered_from_token_output(tokenizer):
     eos_ids = al.eos_token_ids(tokenizer, [])
     out = al.to_generation_output(ids, None, req, tokenizer, eos_ids)
     assert (out.finish_reason, out.stop_string) == ("stop", "</search>")
-    assert al.to_generation_output(ids[:3] + [eos], None, req, tokenizer, eos_ids).finish_reason == "eos"
+    assert (
+        al.to_generation_output(ids[:3] + [eos], None, req, tokenizer, eos_ids).finish_reason
+        == "eos"
+    )
     # another end id of the generation config (a special token) before the budget: eos
-    assert al.to_generation_output(ids[:2] + [pad], None, req, tokenizer, eos_ids).finish_reason == "eos"
+    assert (
+        al.to_generation_output(ids[:2] + [pad], None, req, tokenizer, eos_ids).finish_reason
+        == "eos"
+    )
     full = GenerationRequest([1], max_new_tokens=3, stop=["</search>"])
-    assert al.to_generation_output(ids[:2] + [pad], None, full, tokenizer, eos_ids).finish_reason == "length"
+    assert (
+        al.to_generation_output(ids[:2] + [pad], None, full, tokenizer, eos_ids).finish_reason
+        == "length"
+    )
     assert al.to_generation_output(ids[:2], None, req, tokenizer, eos_ids).finish_reason == "length"
 
 
 def test_rows_from_numpy_and_search_r1_ground_truth():
     q = al.question_from_row(row("Who wrote Dune?", ["Frank Herbert", "Herbert"], 3))
-    assert (q.id, q.question, q.golden_answers) == ("q3", "Who wrote Dune?", ["Frank Herbert", "Herbert"])
-    other = {"raw_prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "Q?"}],
-             "reward_model": {"ground_truth": {"target": np.array(["a", "b"])}}, "index": 7}
+    assert (q.id, q.question, q.golden_answers) == (
+        "q3",
+        "Who wrote Dune?",
+        ["Frank Herbert", "Herbert"],
+    )
+    other = {
+        "raw_prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "Q?"}],
+        "reward_model": {"ground_truth": {"target": np.array(["a", "b"])}},
+        "index": 7,
+    }
     q = al.question_from_row(other)
     assert (q.id, q.question, q.golden_answers) == ("7", "Q?", ["a", "b"])
     with pytest.raises(al.RowError, match="row 9: no extra_info.question"):

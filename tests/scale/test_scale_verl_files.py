@@ -34,7 +34,11 @@ def test_parquet_rows_carry_what_verl_and_the_loop_read(tmp_path):
     assert row["extra_info"]["question_id"] == "a1" and row["extra_info"]["index"] == 0
     # the agent loop reads the question back from the row as verl hands it over
     q = question_from_row({**row, "raw_prompt": row["prompt"]})
-    assert (q.id, q.question, q.golden_answers) == ("a1", "Who wrote Dune?", ["Frank Herbert", "Herbert"])
+    assert (q.id, q.question, q.golden_answers) == (
+        "a1",
+        "Who wrote Dune?",
+        ["Frank Herbert", "Herbert"],
+    )
 
 
 def test_overlong_prompts_are_dropped_with_the_training_template(tmp_path, capsys):
@@ -42,10 +46,22 @@ def test_overlong_prompts_are_dropped_with_the_training_template(tmp_path, capsy
     launch.write_run_files(tmp_path / "run", "http://r:8000")
     settings = tmp_path / "run" / "settings.yaml"
     data = yaml.safe_load(settings.read_text())
-    data["rollout"].update(template_path=str(ROOT / "examples/tiny/prompt.txt"), max_prompt_tokens=200)
+    data["rollout"].update(
+        template_path=str(ROOT / "examples/tiny/prompt.txt"), max_prompt_tokens=200
+    )
     settings.write_text(yaml.safe_dump(data))
-    prepare.main(["--train", str(tmp_path / "q.jsonl"), "--out", str(tmp_path / "out"),
-                  "--tokenizer", str(ROOT / "examples/tiny/model"), "--settings", str(settings)])
+    prepare.main(
+        [
+            "--train",
+            str(tmp_path / "q.jsonl"),
+            "--out",
+            str(tmp_path / "out"),
+            "--tokenizer",
+            str(ROOT / "examples/tiny/model"),
+            "--settings",
+            str(settings),
+        ]
+    )
     rows = Dataset.from_parquet(str(tmp_path / "out" / "train.parquet")).to_list()
     assert [r["extra_info"]["question_id"] for r in rows] == ["a1"]
     assert "1 dropped: prompt too long" in capsys.readouterr().out
@@ -59,9 +75,15 @@ def test_run_files_are_validated_and_absolute(tmp_path, monkeypatch):
     assert settings.retriever.url == "http://retriever:8000" and settings.retriever.index is None
     assert (settings.rollout.max_response_tokens, settings.rollout.topk) == (8192, 5)
     [entry] = yaml.safe_load((run / "agent_loops.yaml").read_text())
-    assert entry == {"name": AGENT_NAME, "settings": str(run / "settings.yaml"),
-                     "_target_": "research_rl.scale.verl.agent_loop.ReSearchAgentLoop"}
-    assert f"actor_rollout_ref.rollout.agent.agent_loop_config_path={run / 'agent_loops.yaml'}" in overrides
+    assert entry == {
+        "name": AGENT_NAME,
+        "settings": str(run / "settings.yaml"),
+        "_target_": "research_rl.scale.verl.agent_loop.ReSearchAgentLoop",
+    }
+    assert (
+        f"actor_rollout_ref.rollout.agent.agent_loop_config_path={run / 'agent_loops.yaml'}"
+        in overrides
+    )
     assert "data.max_response_length=8192" in overrides
     reward_path = next(o for o in overrides if o.startswith("reward.custom_reward_function.path="))
     assert Path(reward_path.split("=", 1)[1]).is_file()
@@ -88,14 +110,22 @@ def test_research_grpo_composes_on_verls_trainer_config(tmp_path):
     from verl.utils.config import omega_conf_to_dataclass
 
     overrides = launch.write_run_files(tmp_path / "run", "http://r:8000")
-    overrides += ["actor_rollout_ref.model.path=/m", "data.train_files=/t.parquet",
-                  "data.val_files=/v.parquet", "trainer.nnodes=4"]
+    overrides += [
+        "actor_rollout_ref.model.path=/m",
+        "data.train_files=/t.parquet",
+        "data.val_files=/v.parquet",
+        "trainer.nnodes=4",
+    ]
     with initialize_config_dir(config_dir=str(launch.HYDRA_CONFIG.parent), version_base=None):
         cfg = compose(config_name="research_grpo", overrides=overrides)
     rollout = omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
     actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
     assert (rollout.n, rollout.agent.default_agent_loop) == (5, AGENT_NAME)
     assert (rollout.prompt_length, rollout.response_length) == (1024, 8192)
-    assert (actor.use_kl_loss, actor.kl_loss_type, actor.kl_loss_coef) == (True, "low_var_kl", 0.001)
+    assert (actor.use_kl_loss, actor.kl_loss_type, actor.kl_loss_coef) == (
+        True,
+        "low_var_kl",
+        0.001,
+    )
     assert (actor.clip_ratio, actor.loss_agg_mode) == (0.2, "token-mean")
     assert cfg.algorithm.adv_estimator == "grpo" and cfg.trainer.nnodes == 4

@@ -21,7 +21,9 @@ from scale_fakes import (
 from research_rl.backends.base import GenerationBackend, GenerationRequest, SamplingParams
 from research_rl.backends.vllm import VLLMBackend, VLLMError, VLLMServerBackend
 
-SEARCH = encode_pieces("<think>", "q", "</think>", "<search>", "q", " ", "a", "</sear", "ch>", "x", "y")
+SEARCH = encode_pieces(
+    "<think>", "q", "</think>", "<search>", "q", " ", "a", "</sear", "ch>", "x", "y"
+)
 STRADDLE = encode_pieces("<search>", "b", "</searc", "h>x", "y", "y")
 ANSWER = encode_pieces("<answer>", "\\boxed{", "a", "}", "</answer>", "<eos>")
 LONG = encode_pieces(*["x"] * 20)
@@ -127,7 +129,9 @@ def test_missing_logprob_for_sampled_token_is_an_error(fake_vllm):
     class Wrong(FakeLLM):
         def generate(self, prompts, sampling_params=None, use_tqdm=True):
             results = super().generate(prompts, sampling_params, use_tqdm)
-            results[0].outputs[0].logprobs[2] = {999: results[0].outputs[0].logprobs[2].popitem()[1]}
+            results[0].outputs[0].logprobs[2] = {
+                999: results[0].outputs[0].logprobs[2].popitem()[1]
+            }
             return results
 
     with pytest.raises(VLLMError, match="request 0.*position 2"):
@@ -137,7 +141,9 @@ def test_missing_logprob_for_sampled_token_is_an_error(fake_vllm):
 def test_from_pretrained_builds_an_engine_with_processed_logprobs(fake_vllm):
     backend = VLLMBackend.from_pretrained("/models/qwen", tensor_parallel_size=2)
     assert backend.llm.init_kwargs == {
-        "model": "/models/qwen", "tensor_parallel_size": 2, "logprobs_mode": "processed_logprobs"
+        "model": "/models/qwen",
+        "tensor_parallel_size": 2,
+        "logprobs_mode": "processed_logprobs",
     }
 
 
@@ -169,14 +175,23 @@ class FakeServer:
         choices = []
         for index, prompt in enumerate(body["prompt"]):
             c = sample(prompt, params, script)
-            choices.append({
-                "index": index, "text": c.text, "token_ids": c.token_ids,
-                "finish_reason": c.finish_reason, "stop_reason": c.stop_reason,
-                "logprobs": None if c.logprobs is None else {
-                    "tokens": [f"token_id:{t}" for t in c.token_ids],
-                    "token_logprobs": [lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids, strict=True)],
-                },
-            })
+            choices.append(
+                {
+                    "index": index,
+                    "text": c.text,
+                    "token_ids": c.token_ids,
+                    "finish_reason": c.finish_reason,
+                    "stop_reason": c.stop_reason,
+                    "logprobs": None
+                    if c.logprobs is None
+                    else {
+                        "tokens": [f"token_id:{t}" for t in c.token_ids],
+                        "token_logprobs": [
+                            lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids, strict=True)
+                        ],
+                    },
+                }
+            )
         return httpx.Response(200, json={"choices": choices})
 
 

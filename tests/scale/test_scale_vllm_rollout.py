@@ -49,8 +49,9 @@ def fake_vllm(monkeypatch):
 def run(tokenizer, tmp_path, chunk_tokens: int, n: int = 2):
     template = tmp_path / "template.txt"
     template.write_text("Question: {question}\nAssistant:")
-    config = RolloutConfig(template_path=str(template), max_response_tokens=200, topk=1,
-                           chunk_tokens=chunk_tokens)
+    config = RolloutConfig(
+        template_path=str(template), max_response_tokens=200, topk=1, chunk_tokens=chunk_tokens
+    )
     llm = ScriptedLLM(ScriptedModel(tokenizer, {QUESTION.question: TURNS}))
     retriever = OneHitRetriever()
     engine = RolloutEngine(VLLMBackend(llm), tokenizer, retriever, config)
@@ -67,16 +68,20 @@ def test_search_rollout_through_vllm_one_call_per_turn(fake_vllm, tokenizer, tmp
     assert retriever.calls == [["capital of France", "capital of France"]]
 
     turn1 = tokenizer.encode(TURNS[0], add_special_tokens=False)
-    block = tokenizer.encode(result_block(format_passages([Hit(PASSAGE, 1.0)], tokenizer, 200)),
-                             add_special_tokens=False)
+    block = tokenizer.encode(
+        result_block(format_passages([Hit(PASSAGE, 1.0)], tokenizer, 200)), add_special_tokens=False
+    )
     turn2 = tokenizer.encode(TURNS[1], add_special_tokens=False)
     for t, prompt in zip(trajs, prompts1, strict=True):
         assert prompt["prompt_token_ids"] == t.prompt_ids
         assert t.completion_ids == turn1 + block + turn2
         assert t.loss_mask == [1] * len(turn1) + [0] * len(block) + [1] * len(turn2)
         # vLLM's per-call log-probs on model tokens, 0.0 on the inserted result
-        assert t.logprobs == ([logprob_at(p, x) for p, x in enumerate(turn1)] + [0.0] * len(block)
-                              + [logprob_at(p, x) for p, x in enumerate(turn2)])
+        assert t.logprobs == (
+            [logprob_at(p, x) for p, x in enumerate(turn1)]
+            + [0.0] * len(block)
+            + [logprob_at(p, x) for p, x in enumerate(turn2)]
+        )
         assert t.finish_reason == "answer" and t.reward.value == 1.0
     assert [p.max_tokens for p in params2] == [200 - len(turn1) - len(block)] * 2
     assert prompts2[0]["prompt_token_ids"] == trajs[0].prompt_ids + turn1 + block

@@ -35,13 +35,18 @@ from research_rl.backends.stopping import StopWatcher
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids: set[int] = set()
     gen_cfg = getattr(model, "generation_config", None)
-    for source in (getattr(gen_cfg, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+    for source in (
+        getattr(gen_cfg, "eos_token_id", None),
+        getattr(tokenizer, "eos_token_id", None),
+    ):
         if isinstance(source, int):
             ids.add(source)
         elif isinstance(source, (list, tuple)):
             ids.update(int(i) for i in source)
     if not ids:
-        raise ValueError("neither the model's generation config nor the tokenizer names an eos token")
+        raise ValueError(
+            "neither the model's generation config nor the tokenizer names an eos token"
+        )
     return ids
 
 

@@ -108,7 +108,10 @@ class ScriptedBackend:
                     f"question {live.question!r}: the script has {len(live.script)} segments but "
                     f"turn {live.turn + 1} was requested"
                 )
-            segment = [*self.tokenizer.encode(live.script[live.turn], add_special_tokens=False), self.eos_id]
+            segment = [
+                *self.tokenizer.encode(live.script[live.turn], add_special_tokens=False),
+                self.eos_id,
+            ]
             out = self._play(segment[live.offset :], req)
             live.offset += len(out.token_ids)
             live.cut = out.finish_reason == "length"

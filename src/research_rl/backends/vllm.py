@@ -117,7 +117,9 @@ class VLLMBackend:
         self.logprobs = logprobs
 
     @classmethod
-    def from_pretrained(cls, model: str, *, logprobs: bool = True, **engine_kwargs: Any) -> VLLMBackend:
+    def from_pretrained(
+        cls, model: str, *, logprobs: bool = True, **engine_kwargs: Any
+    ) -> VLLMBackend:
         """Start an engine on ``model`` (a local directory or hub id); ``engine_kwargs`` go to
         ``vllm.LLM`` (e.g. ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``)."""
         try:
@@ -250,7 +252,9 @@ class VLLMServerBackend:
             payload = {
                 "model": model,
                 "prompt": [list(requests[i].prompt_ids) for i in indices],
-                **_sampling_kwargs(first, sampling, _request_seed(sampling, indices[0]), self.logprobs),
+                **_sampling_kwargs(
+                    first, sampling, _request_seed(sampling, indices[0]), self.logprobs
+                ),
                 "return_token_ids": True,
                 "return_tokens_as_token_ids": True,
             }
@@ -278,7 +282,9 @@ class VLLMServerBackend:
                 outputs[i] = output
         return [o for o in outputs if o is not None]
 
-    def _convert(self, choice: dict[str, Any], request: GenerationRequest, where: str) -> GenerationOutput:
+    def _convert(
+        self, choice: dict[str, Any], request: GenerationRequest, where: str
+    ) -> GenerationOutput:
         token_ids = [int(t) for t in choice.get("token_ids") or []]
         finish, stop_string = _finish(
             choice.get("finish_reason"), choice.get("stop_reason"), request, where
@@ -288,7 +294,9 @@ class VLLMServerBackend:
             block = choice.get("logprobs") or {}
             values = block.get("token_logprobs")
             if values is None or len(values) != len(token_ids):
-                raise VLLMError(f"{where}: asked for log-probs of {len(token_ids)} tokens, got {block!r:.200}")
+                raise VLLMError(
+                    f"{where}: asked for log-probs of {len(token_ids)} tokens, got {block!r:.200}"
+                )
             logprobs = [float(v) for v in values]
         output = GenerationOutput(token_ids, finish, stop_string, logprobs)
         _check_budget(output, request, where)

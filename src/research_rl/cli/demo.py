@@ -23,7 +23,9 @@ STYLES = {
 def demo(
     output_dir: Annotated[
         Path | None,
-        typer.Option("--output-dir", "-o", help="Run directory (default: runs/demo-<date>-<time>)."),
+        typer.Option(
+            "--output-dir", "-o", help="Run directory (default: runs/demo-<date>-<time>)."
+        ),
     ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed of everything (default: the config's).")
@@ -31,7 +33,9 @@ def demo(
     steps: Annotated[int | None, typer.Option(help="GRPO steps (default: the config's).")] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Demo config YAML (default: configs/demo.yaml's values)."),
+        typer.Option(
+            "--config", "-c", help="Demo config YAML (default: configs/demo.yaml's values)."
+        ),
     ] = None,
 ) -> None:
     """Learn to search on a synthetic world on a laptop CPU: world, index, tiny policy, format

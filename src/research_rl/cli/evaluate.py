@@ -13,9 +13,13 @@ from research_rl.cli.errors import user_errors
 
 @user_errors
 def evaluate(
-    config: Annotated[Path, typer.Option(help="evaluation config (YAML), e.g. configs/eval-tiny.yaml")],
+    config: Annotated[
+        Path, typer.Option(help="evaluation config (YAML), e.g. configs/eval-tiny.yaml")
+    ],
     output_dir: Annotated[str | None, typer.Option(help="overrides output_dir")] = None,
-    limit: Annotated[int | None, typer.Option(help="overrides limit (questions per dataset)")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="overrides limit (questions per dataset)")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show the progress bars")] = True,
 ) -> None:
     """Evaluate on each dataset with each method; rerunning resumes where the last run stopped."""

@@ -27,8 +27,11 @@ def report(
     ] = None,
     max_trajectories: Annotated[
         int,
-        typer.Option(min=0, help="Embed at most this many rollouts, shared fairly between steps "
-                     "and evaluation files (0: all). Behaviour counts always use every rollout."),
+        typer.Option(
+            min=0,
+            help="Embed at most this many rollouts, shared fairly between steps "
+            "and evaluation files (0: all). Behaviour counts always use every rollout.",
+        ),
     ] = DEFAULT_MAX_TRAJECTORIES,
 ) -> None:
     """Write one self-contained HTML page (curves, evaluation tables, a trajectory browser and

@@ -56,13 +56,19 @@ def _required(value: str | None, name: str) -> str:
 def rollout(
     model: Annotated[str | None, typer.Option(help="model directory (transformers format)")] = None,
     index: Annotated[str | None, typer.Option(help="index directory, searched in-process")] = None,
-    url: Annotated[str | None, typer.Option(help="retrieval service URL (instead of --index)")] = None,
-    questions: Annotated[str | None, typer.Option(help="questions JSONL (id, question, golden_answers)")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="retrieval service URL (instead of --index)")
+    ] = None,
+    questions: Annotated[
+        str | None, typer.Option(help="questions JSONL (id, question, golden_answers)")
+    ] = None,
     n: Annotated[int | None, typer.Option(help="rollouts per question")] = None,
     out: Annotated[str | None, typer.Option(help="output JSONL, one trajectory a line")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config (RolloutCommandConfig)")] = None,
     template: Annotated[str | None, typer.Option(help="prompt template: base or instruct")] = None,
-    template_path: Annotated[str | None, typer.Option(help="your template file, with a {question} slot")] = None,
+    template_path: Annotated[
+        str | None, typer.Option(help="your template file, with a {question} slot")
+    ] = None,
     temperature: Annotated[float | None, typer.Option(help="0 = greedy")] = None,
     top_p: Annotated[float | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
@@ -77,10 +83,18 @@ def rollout(
     overrides = {
         k: v
         for k, v in {
-            "model": model, "index": index, "url": url, "questions": questions, "n": n,
-            "out": out, "limit": limit, "rollout.template": template,
-            "rollout.template_path": template_path, "sampling.temperature": temperature,
-            "sampling.top_p": top_p, "sampling.seed": seed,
+            "model": model,
+            "index": index,
+            "url": url,
+            "questions": questions,
+            "n": n,
+            "out": out,
+            "limit": limit,
+            "rollout.template": template,
+            "rollout.template_path": template_path,
+            "sampling.temperature": temperature,
+            "sampling.top_p": top_p,
+            "sampling.seed": seed,
         }.items()
         if v is not None
     }
@@ -122,7 +136,9 @@ def _run(cfg: RolloutCommandConfig, model_path: str, qs: list, out_path: Path) -
     from research_rl.rollout import RolloutEngine
 
     template = cfg.rollout.load_template()  # a bad template fails before the model loads
-    if not Path(model_path).is_dir() and (model_path.startswith((".", "/")) or Path(model_path).suffix):
+    if not Path(model_path).is_dir() and (
+        model_path.startswith((".", "/")) or Path(model_path).suffix
+    ):
         raise FileNotFoundError(f"{model_path}: model directory not found")
     retriever = make_retriever(RetrieverConfig(index=cfg.index, url=cfg.url))
     try:
@@ -131,10 +147,15 @@ def _run(cfg: RolloutCommandConfig, model_path: str, qs: list, out_path: Path) -
         model.eval()
         engine = RolloutEngine(
             HFBackend(model, tokenizer, max_batch_size=cfg.max_batch_size),
-            tokenizer, retriever, cfg.rollout, template,
+            tokenizer,
+            retriever,
+            cfg.rollout,
+            template,
         )
         s = cfg.sampling
-        trajectories = engine.run(qs, cfg.n, SamplingParams(s.temperature, s.top_p, s.top_k, s.seed))
+        trajectories = engine.run(
+            qs, cfg.n, SamplingParams(s.temperature, s.top_p, s.top_k, s.seed)
+        )
     finally:
         retriever.close()
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -74,8 +74,10 @@ def _context(row: dict[str, Any], where: str) -> list[tuple[str, str]]:
     context = row.get("context")
     if isinstance(context, dict):  # hub layout: parallel lists
         titles, sentences = context.get("title"), context.get("sentences")
-        if not isinstance(titles, list) or not isinstance(sentences, list) or len(titles) != len(
-            sentences
+        if (
+            not isinstance(titles, list)
+            or not isinstance(sentences, list)
+            or len(titles) != len(sentences)
         ):
             raise DatasetFormatError(
                 f"{where}: field 'context': expected equally long 'title' and 'sentences' lists"

@@ -129,8 +129,13 @@ def prepare_hub(dataset: str, split: str, hub: str = "flashrag") -> PrepareRepor
         hub_split = {"validation": "dev"}.get(split, split)
         data_file = f"{dataset}/{hub_split}.jsonl"
         source = f"hf://datasets/{FLASHRAG_REPO}/{data_file}"
-        ds = _load(source, datasets.load_dataset, FLASHRAG_REPO,
-                   data_files={hub_split: data_file}, split=hub_split)
+        ds = _load(
+            source,
+            datasets.load_dataset,
+            FLASHRAG_REPO,
+            data_files={hub_split: data_file},
+            split=hub_split,
+        )
     elif hub == "native":
         if dataset not in NATIVE_HUB:
             raise DatasetFormatError(
@@ -157,4 +162,3 @@ def _load(source: str, load: Callable[..., Any], *args: Any, **kwargs: Any) -> A
 def _hub_records(ds: Iterable[dict[str, Any]], source: str) -> Iterator[tuple[str, dict[str, Any]]]:
     for i, row in enumerate(ds, start=1):
         yield f"{source} row {i}", dict(row)
-

@@ -143,13 +143,16 @@ def _question(qid: str, text: str, answers: list[str], ctx: RowContext, **meta: 
 
 def _flashrag(row: dict[str, Any], ctx: RowContext) -> Question:
     """FlashRAG collection rows: ``{"id", "question", "golden_answers": [...], "metadata"}``."""
-    answers = _answer_strings(_string_list(row["golden_answers"], "golden_answers", ctx, True),
-                              "golden_answers", ctx)
+    answers = _answer_strings(
+        _string_list(row["golden_answers"], "golden_answers", ctx, True), "golden_answers", ctx
+    )
     metadata = row.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ctx.error("metadata", f"expected an object, got {type(metadata).__name__}")
     question = _question(
-        _row_id(row, ("id",), ctx), _text(row, ("question",), ctx), _require_answers(answers, ctx),
+        _row_id(row, ("id",), ctx),
+        _text(row, ("question",), ctx),
+        _require_answers(answers, ctx),
         ctx,
     )
     question.metadata = {**metadata, **question.metadata}
@@ -182,8 +185,9 @@ def _hotpotqa(row: dict[str, Any], ctx: RowContext) -> Question:
     if answer is not None and not isinstance(answer, str):
         raise ctx.error("answer", f"expected a string, got {type(answer).__name__}")
     answers = _answer_strings([answer or ""], "answer", ctx)
-    return _question(qid, text, _require_answers(answers, ctx), ctx,
-                     type=row.get("type"), level=row.get("level"))
+    return _question(
+        qid, text, _require_answers(answers, ctx), ctx, type=row.get("type"), level=row.get("level")
+    )
 
 
 def _2wikimultihopqa(row: dict[str, Any], ctx: RowContext) -> Question:
@@ -197,8 +201,9 @@ def _2wikimultihopqa(row: dict[str, Any], ctx: RowContext) -> Question:
     answer_id = row.get("answer_id")
     aliases = ctx.aliases.get(answer_id, []) if isinstance(answer_id, str) else []
     answers = _answer_strings([answer or "", *aliases], "answer", ctx)
-    return _question(qid, text, _require_answers(answers, ctx), ctx,
-                     type=row.get("type"), answer_id=answer_id)
+    return _question(
+        qid, text, _require_answers(answers, ctx), ctx, type=row.get("type"), answer_id=answer_id
+    )
 
 
 def _bamboogle(row: dict[str, Any], ctx: RowContext) -> Question:
@@ -233,11 +238,13 @@ def _triviaqa(row: dict[str, Any], ctx: RowContext) -> Question:
         raise NoAnswer(ctx.where, "no answer")
     answer = row[key]
     if not isinstance(answer, dict):
-        raise ctx.error(key, f"expected an object with 'Value' and 'Aliases', got "
-                             f"{type(answer).__name__}")
+        raise ctx.error(
+            key, f"expected an object with 'Value' and 'Aliases', got {type(answer).__name__}"
+        )
     value = answer.get("Value", answer.get("value")) or ""
-    aliases = _string_list(answer.get("Aliases", answer.get("aliases")) or [], f"{key}.Aliases",
-                           ctx)
+    aliases = _string_list(
+        answer.get("Aliases", answer.get("aliases")) or [], f"{key}.Aliases", ctx
+    )
     answers = _answer_strings([value, *aliases], f"{key}.Aliases", ctx)
     return _question(qid, text, _require_answers(answers, ctx), ctx)
 
@@ -252,9 +259,16 @@ def _popqa(row: dict[str, Any], ctx: RowContext) -> Question:
     values = _string_list(row["possible_answers"] or [], "possible_answers", ctx)
     answers = _answer_strings(values, "possible_answers", ctx)
     pop = row.get("s_pop")
-    return _question(qid, text, _require_answers(answers, ctx), ctx,
-                     subject=row.get("subj"), relation=row.get("prop"), object=row.get("obj"),
-                     subject_popularity=int(pop) if str(pop or "").isdigit() else None)
+    return _question(
+        qid,
+        text,
+        _require_answers(answers, ctx),
+        ctx,
+        subject=row.get("subj"),
+        relation=row.get("prop"),
+        object=row.get("obj"),
+        subject_popularity=int(pop) if str(pop or "").isdigit() else None,
+    )
 
 
 _MAPPERS: dict[str, Callable[[dict[str, Any], RowContext], Question]] = {

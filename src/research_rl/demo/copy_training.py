@@ -49,14 +49,16 @@ def world_words(passages: Sequence[Passage]) -> list[str]:
     return sorted({w for p in passages for w in trimmed_words(p.contents)})
 
 
-def copy_row(tokenizer, rng: random.Random, vocab: Sequence[str], n_words: int) -> tuple[list[int], list[float]]:
+def copy_row(
+    tokenizer, rng: random.Random, vocab: Sequence[str], n_words: int
+) -> tuple[list[int], list[float]]:
     """(ids, loss weights) of ``n_words`` random words said twice; loss on the second saying,
     from its second token (its first is not predictable from the first saying)."""
     if not vocab:
         raise ValueError("copy_row: empty vocabulary")
-    ids = tokenizer(" " + " ".join(rng.choice(vocab) for _ in range(n_words)), add_special_tokens=False)[
-        "input_ids"
-    ]
+    ids = tokenizer(
+        " " + " ".join(rng.choice(vocab) for _ in range(n_words)), add_special_tokens=False
+    )["input_ids"]
     return ids + ids, [0.0] * (len(ids) + 1) + [1.0] * (len(ids) - 1)
 
 

@@ -185,7 +185,9 @@ class TranscriptSampler:
         read = ""
         result_words: list[str] = []
         last_new: list[str] = []
-        n_search = rng.choices(range(len(cfg.search_count_probs)), weights=cfg.search_count_probs)[0]
+        n_search = rng.choices(range(len(cfg.search_count_probs)), weights=cfg.search_count_probs)[
+            0
+        ]
         thought = self._thought(rng, FIRST_THOUGHTS, "I need to find", question_words)
         for i in range(n_search):
             from_question = i == 0 or not result_words or rng.random() < cfg.question_query_prob
@@ -211,7 +213,11 @@ class TranscriptSampler:
         pool = last_new if self._last_new else result_words
         t.answer = random_span(rng, pool or result_words or question_words, self._lengths)
         # Generation stops at </answer>, so nothing follows it (no end-of-sequence token either).
-        answer = [(" <answer> The final answer is \\boxed{ ", False), (t.answer, True), (" } </answer>", False)]
+        answer = [
+            (" <answer> The final answer is \\boxed{ ", False),
+            (t.answer, True),
+            (" } </answer>", False),
+        ]
         t.add([*thought, *answer], True)
         return t
 
@@ -275,9 +281,15 @@ def format_train(
     copy_words = (copy_cfg or CopyTrainingConfig()).words_per_row
     losses: list[float] = []
     for step in range(cfg.steps):
-        rows = [encode_transcript(tokenizer, sampler.sample(rng.choice(questions), rng),
-                                  cfg.loss_on_results, cfg.choice_weight)
-                for _ in range(cfg.batch_size - n_corpus)]
+        rows = [
+            encode_transcript(
+                tokenizer,
+                sampler.sample(rng.choice(questions), rng),
+                cfg.loss_on_results,
+                cfg.choice_weight,
+            )
+            for _ in range(cfg.batch_size - n_corpus)
+        ]
         rows += [encode_passage(tokenizer, rng.choice(passages)) for _ in range(n_corpus)]
         if vocab:
             rows += [copy_row(tokenizer, rng, vocab, copy_words) for _ in range(cfg.copy_rows)]
@@ -287,4 +299,3 @@ def format_train(
             on_step(step, losses[-1])
     model.eval()
     return losses
-

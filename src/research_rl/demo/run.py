@@ -64,8 +64,13 @@ _DEMO_ROLLOUT: dict[str, Any] = dict(
 # within a few dozen steps, and with 1e-3 the policy then dropped to one search for every question
 # before it had learnt the second hop (docs/demo.md).
 _DEMO_GRPO: dict[str, Any] = dict(
-    group_size=8, questions_per_step=8, learning_rate=3e-4, temperature=1.0, max_steps=300,
-    weight_decay=0.0, beta=0.01,
+    group_size=8,
+    questions_per_step=8,
+    learning_rate=3e-4,
+    temperature=1.0,
+    max_steps=300,
+    weight_decay=0.0,
+    beta=0.01,
 )
 
 
@@ -119,7 +124,9 @@ class DemoConfig(StrictModel):
         return cfg
 
 
-def load_demo_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> DemoConfig:
+def load_demo_config(
+    path: str | Path | None, overrides: dict[str, Any] | None = None
+) -> DemoConfig:
     from research_rl.config import load_config, validate_config
 
     if path is None:
@@ -247,8 +254,13 @@ def run_demo(
 
     def bar(label: str) -> Progress:
         return Progress(
-            TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.description}"), console=console, transient=False,
+            TextColumn(f"[bold]{label}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=False,
         )
 
     # 1. the world, its tokenizer and its index
@@ -256,12 +268,16 @@ def run_demo(
     files = write_world(cfg.world, out / "world")
     prompt_path = out / "prompt.txt"
     prompt_path.write_text(DEMO_PROMPT + "\n", encoding="utf-8")
-    rollout_cfg = cfg.rollout.model_copy(update={"template": "base", "template_path": str(prompt_path)})
+    rollout_cfg = cfg.rollout.model_copy(
+        update={"template": "base", "template_path": str(prompt_path)}
+    )
     cfg = cfg.model_copy(update={"rollout": rollout_cfg})
     dump_config(cfg, out / "demo.yaml")
     template = load_template("base", prompt_path)
     world = generate_world(cfg.world)
-    trained = train_tokenizer(tokenizer_texts(world.vocabulary_text(), template.text), cfg.vocab_size)
+    trained = train_tokenizer(
+        tokenizer_texts(world.vocabulary_text(), template.text), cfg.vocab_size
+    )
     # Train with the tokenizer as saved: beside the policy's config every later stage loads these
     # files as a Qwen2Tokenizer, which encodes the same (research_rl.demo.tokenizer).
     trained.save_pretrained(str(out / "model"))
@@ -287,10 +303,19 @@ def run_demo(
 
     with bar("copy pretraining") as progress:
         task = progress.add_task("", total=cfg.copy_training.steps)
-        copy_train(model, tokenizer, passages, cfg.copy_training,
-                   lambda step, loss: progress.update(task, advance=1, description=f"loss {loss:.3f}"))
+        copy_train(
+            model,
+            tokenizer,
+            passages,
+            cfg.copy_training,
+            lambda step, loss: progress.update(task, advance=1, description=f"loss {loss:.3f}"),
+        )
     sampler = TranscriptSampler(
-        retriever, rollout_cfg.topk, lambda q: template.render(q), render_result, cfg.format_training
+        retriever,
+        rollout_cfg.topk,
+        lambda q: template.render(q),
+        render_result,
+        cfg.format_training,
     )
     with bar("format training") as progress:
         task = progress.add_task("", total=cfg.format_training.steps)
@@ -298,8 +323,16 @@ def run_demo(
         def on_step(step: int, loss: float) -> None:
             progress.update(task, advance=1, description=f"loss {loss:.3f}")
 
-        format_train(model, tokenizer, sampler, train_qs, passages, cfg.format_training, on_step,
-                     cfg.copy_training)
+        format_train(
+            model,
+            tokenizer,
+            sampler,
+            train_qs,
+            passages,
+            cfg.format_training,
+            on_step,
+            cfg.copy_training,
+        )
     save_policy(model, tokenizer, out / "model")
     phase("copy pretraining and format training", t0)
 
@@ -309,7 +342,12 @@ def run_demo(
         with bar(f"evaluate ({name})") as progress:
             task = progress.add_task("", total=len(test_qs))
             trajs = evaluate(
-                policy, tokenizer, retriever, rollout_cfg, test_qs, cfg.eval_batch_size,
+                policy,
+                tokenizer,
+                retriever,
+                rollout_cfg,
+                test_qs,
+                cfg.eval_batch_size,
                 lambda n: progress.advance(task, n),
             )
         write_trajectories(trajs, out / "eval" / f"{name}.jsonl")
@@ -340,7 +378,7 @@ def run_demo(
     summary["seconds"] = {**timings, "total": round(time.perf_counter() - started, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     console.print(results_table(summary))
-    console.print(f"run directory: {out}  (ask it: research ask \"Where was ... born?\" --run {out})")
+    console.print(f'run directory: {out}  (ask it: research ask "Where was ... born?" --run {out})')
     return summary
 
 
@@ -351,7 +389,9 @@ def train_config(cfg: DemoConfig, out: Path):
 
     steps = cfg.grpo.max_steps
     if steps is None:
-        raise ConfigError("demo config: grpo.max_steps must be set (the demo runs a fixed schedule)")
+        raise ConfigError(
+            "demo config: grpo.max_steps must be set (the demo runs a fixed schedule)"
+        )
     return TrainConfig(
         model=ModelSettings(path=str(out / "model")),
         data=DataSettings(train=str(out / "world" / "train.jsonl")),
@@ -420,8 +460,11 @@ def results_table(summary: dict):
             if m:
                 table.add_row(
                     f"{when} GRPO, {name.replace('_', '-')}",
-                    f"{m['em']:.3f}", f"{m['f1']:.3f}", f"{m['searches']:.2f}",
-                    f"{m['valid_format']:.3f}", str(m.get("n", "")),
+                    f"{m['em']:.3f}",
+                    f"{m['f1']:.3f}",
+                    f"{m['searches']:.2f}",
+                    f"{m['valid_format']:.3f}",
+                    str(m.get("n", "")),
                 )
     return table
 

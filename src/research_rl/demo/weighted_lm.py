@@ -80,7 +80,11 @@ def weighted_lm_loss(model, input_ids, attention, weights):
 
 
 def lm_step(
-    model, optimizer, rows: Sequence[Row], pad_id: int, max_grad_norm: float = 1.0,
+    model,
+    optimizer,
+    rows: Sequence[Row],
+    pad_id: int,
+    max_grad_norm: float = 1.0,
     max_buckets: int = 3,
 ) -> float:
     """One optimiser step on the weighted mean loss of ``rows``; returns that loss."""

@@ -47,7 +47,26 @@ from research_rl.questions import Question, write_questions
 ONE_HOP_KINDS = ("born_in", "directed_by", "located_in")
 TWO_HOP_KINDS = ("director_born", "born_country")
 
-_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kl", "tr")
+_ONSETS = (
+    "b",
+    "d",
+    "f",
+    "g",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "br",
+    "dr",
+    "kl",
+    "tr",
+)
 _VOWELS = ("a", "e", "i", "o", "u")
 _CODAS = ("", "", "", "n", "r", "l", "s")
 _OCCUPATIONS = ("painter", "writer", "singer", "dancer", "actor", "poet", "architect", "chef")
@@ -110,18 +129,27 @@ class World:
         for c in self.countries:
             out.append(Passage.from_title_text(f"country-{c}", c, f"{c} is a country."))
         for city, country in self.city_country.items():
-            text = (f"{city} is a city in {country}." + _also(self.city_border, city, "lies near the border of")
-                    + _also(self.city_trade, city, "trades with"))
+            text = (
+                f"{city} is a city in {country}."
+                + _also(self.city_border, city, "lies near the border of")
+                + _also(self.city_trade, city, "trades with")
+            )
             out.append(Passage.from_title_text(f"city-{city}", city, text))
         for p, city in self.person_city.items():
             job = self.person_job[p]
-            text = (f"{p} is {_article(job)} {job}. {p} was born in {city}." + _also(self.person_home, p, "lives in")
-                    + _also(self.person_work, p, "works in"))
+            text = (
+                f"{p} is {_article(job)} {job}. {p} was born in {city}."
+                + _also(self.person_home, p, "lives in")
+                + _also(self.person_work, p, "works in")
+            )
             out.append(Passage.from_title_text(f"person-{p}", p, text))
         for f, director in self.film_director.items():
             genre = self.film_genre[f]
-            text = (f"{f} is {_article(genre)} {genre} film directed by {director}." + _also(self.film_star, f, "stars")
-                    + _also(self.film_feature, f, "features"))
+            text = (
+                f"{f} is {_article(genre)} {genre} film directed by {director}."
+                + _also(self.film_star, f, "stars")
+                + _also(self.film_feature, f, "features")
+            )
             out.append(Passage.from_title_text(f"film-{f}", f, text))
         return out
 
@@ -164,7 +192,9 @@ def _names(rng: random.Random, n: int, taken: set[str]) -> list[str]:
     out: list[str] = []
     while len(out) < n:
         syllables = rng.choice((2, 2, 3))
-        name = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables))
+        name = "".join(
+            rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables)
+        )
         name = name.capitalize()
         if name not in taken:
             taken.add(name)
@@ -237,7 +267,9 @@ def split_questions(world: World, cfg: WorldConfig) -> tuple[list[Question], lis
             heldout_one.append(q)
         else:
             heldout_two.append(q)
-    test = _sample(rng, heldout_one, cfg.test_per_hops) + _sample(rng, heldout_two, cfg.test_per_hops)
+    test = _sample(rng, heldout_one, cfg.test_per_hops) + _sample(
+        rng, heldout_two, cfg.test_per_hops
+    )
     rng.shuffle(train)
     return train, test
 

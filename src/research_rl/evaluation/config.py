@@ -135,8 +135,9 @@ class JudgeSettings(StrictModel):
 
     @model_validator(mode="after")
     def _prompt_slots(self) -> JudgeSettings:
-        missing = [s for s in ("{question}", "{golden_answers}", "{prediction}")
-                   if s not in self.prompt]
+        missing = [
+            s for s in ("{question}", "{golden_answers}", "{prediction}") if s not in self.prompt
+        ]
         if missing:
             raise ValueError(f"the judge prompt lacks the slot(s) {', '.join(missing)}")
         return self

@@ -97,9 +97,7 @@ class VerdictCache:
 
 
 class Judge:
-    def __init__(
-        self, settings: JudgeSettings, cache_path: str | Path, client: Any = None
-    ) -> None:
+    def __init__(self, settings: JudgeSettings, cache_path: str | Path, client: Any = None) -> None:
         import httpx
 
         self.settings = settings
@@ -121,7 +119,9 @@ class Judge:
     def _key(self, prompt: str) -> str:
         return hashlib.sha256(json.dumps([self.settings.model, prompt]).encode()).hexdigest()
 
-    def judge(self, question: str, golden_answers: Sequence[str], prediction: str | None) -> Verdict:
+    def judge(
+        self, question: str, golden_answers: Sequence[str], prediction: str | None
+    ) -> Verdict:
         if prediction is None or not prediction.strip():
             return Verdict(False, "", "no prediction to judge")
         prompt = self.prompt(question, golden_answers, prediction)

@@ -63,11 +63,12 @@ class RagTemplate:
         return template.render(question, tokenizer)
 
 
-def _search_once(retriever: Retriever, questions: Sequence[Question], topk: int
-                 ) -> list[list[Hit]]:
+def _search_once(retriever: Retriever, questions: Sequence[Question], topk: int) -> list[list[Hit]]:
     hits = retriever.search([q.question for q in questions], topk)
     if len(hits) != len(questions):
-        raise RetrieverError(f"retriever returned {len(hits)} hit lists for {len(questions)} queries")
+        raise RetrieverError(
+            f"retriever returned {len(hits)} hit lists for {len(questions)} queries"
+        )
     return hits
 
 
@@ -105,7 +106,10 @@ class MethodRunner:
             text = cfg.prompts.rag_base if kind == "base" else cfg.prompts.rag_instruct
             self.rag_template = RagTemplate(kind, text)
             self.engine = RolloutEngine(
-                backend, tokenizer, NoSearch(), no_search,
+                backend,
+                tokenizer,
+                NoSearch(),
+                no_search,
                 self.rag_template,  # type: ignore[arg-type]
             )
         else:

@@ -133,7 +133,9 @@ class OpenAICompletionsBackend:
                 why = f"HTTP {response.status_code}: {response.text[:200]}"
                 continue
             if response.status_code != 200:
-                raise ServerBackendError(f"{url}: HTTP {response.status_code}: {response.text[:500]}")
+                raise ServerBackendError(
+                    f"{url}: HTTP {response.status_code}: {response.text[:500]}"
+                )
             try:
                 return response.json()
             except ValueError:
@@ -146,8 +148,9 @@ class OpenAICompletionsBackend:
             ids = ids[1:]
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
-    def _one(self, request: GenerationRequest, sampling: SamplingParams, seed: int | None
-             ) -> GenerationOutput:
+    def _one(
+        self, request: GenerationRequest, sampling: SamplingParams, seed: int | None
+    ) -> GenerationOutput:
         if request.max_new_tokens <= 0:
             return GenerationOutput(token_ids=[], finish_reason="length")
         payload: dict[str, Any] = {
@@ -172,8 +175,9 @@ class OpenAICompletionsBackend:
             ) from None
         return self._convert(text, choice.get("finish_reason"), choice, request)
 
-    def _convert(self, text: str, finish: Any, choice: dict[str, Any], request: GenerationRequest
-                 ) -> GenerationOutput:
+    def _convert(
+        self, text: str, finish: Any, choice: dict[str, Any], request: GenerationRequest
+    ) -> GenerationOutput:
         where = f"{self.base_url}/completions"
         if finish == "length":
             ids = self.tokenizer.encode(text, add_special_tokens=False)[: request.max_new_tokens]
@@ -201,8 +205,9 @@ class OpenAICompletionsBackend:
         if len(requests) <= 1:
             return [self._one(r, sampling, s) for r, s in zip(requests, seeds, strict=True)]
         with ThreadPoolExecutor(max_workers=min(self.max_in_flight, len(requests))) as pool:
-            futures = [pool.submit(self._one, r, sampling, s)
-                       for r, s in zip(requests, seeds, strict=True)]
+            futures = [
+                pool.submit(self._one, r, sampling, s) for r, s in zip(requests, seeds, strict=True)
+            ]
             return [f.result() for f in futures]
 
     def close(self) -> None:

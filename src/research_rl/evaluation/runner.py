@@ -42,8 +42,19 @@ from research_rl.evaluation.metrics import answer_metrics, summarize
 from research_rl.questions import Question, QuestionFileError, read_questions
 from research_rl.trajectory import Trajectory
 
-TABLE_COLUMNS = ("dataset", "method", "n", "em", "f1", "cover_em", "judge", "judge_failed",
-                 "searches", "response_tokens", "valid_format")
+TABLE_COLUMNS = (
+    "dataset",
+    "method",
+    "n",
+    "em",
+    "f1",
+    "cover_em",
+    "judge",
+    "judge_failed",
+    "searches",
+    "response_tokens",
+    "valid_format",
+)
 
 
 class PredictionFileError(QuestionFileError):
@@ -128,8 +139,19 @@ def _fmt(column: str, value: Any) -> str:
 
 def results_markdown(table: Sequence[dict[str, Any]]) -> str:
     """All rows (metrics in %), then EM and judge accuracy by dataset (the paper's layout)."""
-    header = ("dataset", "method", "n", "EM", "F1", "cover-EM", "judge", "judge failed",
-              "searches", "response tokens", "valid format")
+    header = (
+        "dataset",
+        "method",
+        "n",
+        "EM",
+        "F1",
+        "cover-EM",
+        "judge",
+        "judge failed",
+        "searches",
+        "response tokens",
+        "valid format",
+    )
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in table:
         lines.append("| " + " | ".join(_fmt(c, row[c]) for c in TABLE_COLUMNS) + " |")
@@ -139,10 +161,17 @@ def results_markdown(table: Sequence[dict[str, Any]]) -> str:
     for metric, title in (("em", "EM"), ("judge", "LLM-as-judge accuracy")):
         if all(r[metric] is None for r in table):
             continue
-        lines += ["", f"{title} (%)", "", "| method | " + " | ".join(datasets) + " |",
-                  "|" + " --- |" * (len(datasets) + 1)]
+        lines += [
+            "",
+            f"{title} (%)",
+            "",
+            "| method | " + " | ".join(datasets) + " |",
+            "|" + " --- |" * (len(datasets) + 1),
+        ]
         for m in methods:
-            cells = [_fmt(metric, by_key[(d, m)][metric]) if (d, m) in by_key else "-" for d in datasets]
+            cells = [
+                _fmt(metric, by_key[(d, m)][metric]) if (d, m) in by_key else "-" for d in datasets
+            ]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -191,8 +220,14 @@ class Evaluation:
             m: MethodRunner(m, self.backend, self.tokenizer, self.retriever, self.cfg)
             for m in self.cfg.methods
         }
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=self.console, disable=not self.show_progress) as bar:
             for name, qs in questions.items():
                 for method, runner in runners.items():
@@ -205,24 +240,39 @@ class Evaluation:
         self._write_tables(table)
         return table
 
-    def _generate(self, dataset: str, method: str, questions: list[Question],
-                  runner: MethodRunner, bar: Progress) -> None:
+    def _generate(
+        self,
+        dataset: str,
+        method: str,
+        questions: list[Question],
+        runner: MethodRunner,
+        bar: Progress,
+    ) -> None:
         path = self.prediction_path(dataset, method)
         done = read_predictions(path)
         todo = [q for q in questions if q.id not in done]
-        task = bar.add_task(f"{dataset} / {method}", total=len(questions),
-                            completed=len(questions) - len(todo))
+        task = bar.add_task(
+            f"{dataset} / {method}", total=len(questions), completed=len(questions) - len(todo)
+        )
         if self.cfg.model.is_server:
-            self._generate_pipelined(dataset, method, todo, runner, path, lambda n: bar.advance(
-                task, n))
+            self._generate_pipelined(
+                dataset, method, todo, runner, path, lambda n: bar.advance(task, n)
+            )
             return
         for chunk in _chunks(todo, self.cfg.effective_chunk_size):
             trajectories = runner.run(chunk)
             _append(path, [prediction_row(t, dataset, method) for t in trajectories])
             bar.advance(task, len(chunk))
 
-    def _generate_pipelined(self, dataset: str, method: str, todo: list[Question],
-                            runner: MethodRunner, path: Path, advance: Any) -> None:
+    def _generate_pipelined(
+        self,
+        dataset: str,
+        method: str,
+        todo: list[Question],
+        runner: MethodRunner,
+        path: Path,
+        advance: Any,
+    ) -> None:
         """Server backends: every question runs its own loop in one of ``max_in_flight``
         workers, so a question's next turn goes out as soon as its last one returns (no batch
         waits for its slowest rollout). Rows are appended in the order questions finish."""
@@ -244,15 +294,17 @@ class Evaluation:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _judge(self, dataset: str, method: str, questions: list[Question], bar: Progress
-               ) -> None:
+    def _judge(self, dataset: str, method: str, questions: list[Question], bar: Progress) -> None:
         assert self.judge is not None
         path = self.prediction_path(dataset, method)
         rows = read_predictions(path)
         wanted = {q.id for q in questions}
         # Rows never judged, and rows the judge failed on before (a verdict of None): ask again.
-        todo = [r for qid, r in rows.items()
-                if qid in wanted and (r.get("judge") or {}).get("correct") is None]
+        todo = [
+            r
+            for qid, r in rows.items()
+            if qid in wanted and (r.get("judge") or {}).get("correct") is None
+        ]
         task = bar.add_task(f"judge {dataset} / {method}", total=len(todo))
         verdicts = self.judge.judge_many(
             [(r["question"], r["golden_answers"], r["prediction"]) for r in todo],
@@ -304,7 +356,9 @@ def open_evaluation(cfg: EvalConfig, progress: bool = True) -> Evaluation:
         from research_rl.backends.vllm import VLLMBackend
 
         backend = VLLMBackend.from_pretrained(
-            m.path, dtype=m.dtype, tensor_parallel_size=m.tensor_parallel_size,
+            m.path,
+            dtype=m.dtype,
+            tensor_parallel_size=m.tensor_parallel_size,
             gpu_memory_utilization=m.gpu_memory_utilization,
         )
     elif m.backend == "vllm-server":
@@ -313,7 +367,9 @@ def open_evaluation(cfg: EvalConfig, progress: bool = True) -> Evaluation:
         assert m.url is not None  # ModelSettings checks it
         # VLLMServerBackend takes the server root; the config names the .../v1 base like openai.
         backend = VLLMServerBackend(
-            m.url.rstrip("/").removesuffix("/v1"), model=m.name, timeout_s=m.timeout_s,
+            m.url.rstrip("/").removesuffix("/v1"),
+            model=m.name,
+            timeout_s=m.timeout_s,
             max_in_flight=m.max_in_flight,
         )
     else:
@@ -321,8 +377,13 @@ def open_evaluation(cfg: EvalConfig, progress: bool = True) -> Evaluation:
 
         assert m.url is not None  # ModelSettings checks it
         backend = OpenAICompletionsBackend(
-            m.url, tokenizer, model=m.name, api_key_env=m.api_key_env,
-            max_in_flight=m.max_in_flight, timeout_s=m.timeout_s, max_retries=m.max_retries,
+            m.url,
+            tokenizer,
+            model=m.name,
+            api_key_env=m.api_key_env,
+            max_in_flight=m.max_in_flight,
+            timeout_s=m.timeout_s,
+            max_retries=m.max_retries,
         )
     retriever = make_retriever(cfg.retriever) if cfg.retriever is not None else None
     if retriever is not None and cfg.retriever is not None and cfg.retriever.index is not None:

@@ -51,7 +51,9 @@ def _contains_answer(passages: str, golden: list[str]) -> bool:
     return any(g and f" {g} " in hay for g in (normalize_answer(a) for a in golden))
 
 
-def flag(text: str, golden_answers: list[str], segs: list[tags.Segment] | None = None) -> Behaviours:
+def flag(
+    text: str, golden_answers: list[str], segs: list[tags.Segment] | None = None
+) -> Behaviours:
     """The behaviours one rollout shows (see the module docstring); ``segs`` are the text's
     segments when the caller has them already."""
     segs = segments(text) if segs is None else segs
@@ -67,12 +69,16 @@ def flag(text: str, golden_answers: list[str], segs: list[tags.Segment] | None =
                 missed_at = i
         elif seg.kind == "search" and missed_at is not None:
             after_miss = True
-            evidence.append(f"searched again ({seg.content.strip()[:60]!r}) after a result "
-                            "without the answer")
+            evidence.append(
+                f"searched again ({seg.content.strip()[:60]!r}) after a result without the answer"
+            )
             break
 
-    model_text = "\n".join(s.content for s, ins in zip(segs, inserted(segs), strict=True)
-                           if s.kind in ("think", "answer", "other", "result") and not ins)
+    model_text = "\n".join(
+        s.content
+        for s, ins in zip(segs, inserted(segs), strict=True)
+        if s.kind in ("think", "answer", "other", "result") and not ins
+    )
     cue = _CORRECTION_CUES.search(model_text)
     if cue:
         evidence.append(f"correction cue {cue.group(0)!r}")

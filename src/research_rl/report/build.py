@@ -24,9 +24,13 @@ class ReportResult:
 DEFAULT_MAX_TRAJECTORIES = 20_000  # a page of about 60 MB with realistic passages
 
 
-def build_report(run_dir: str | Path, out: str | Path | None = None,
-                 figures_dir: str | Path | None = None, figures: bool = True,
-                 max_trajectories: int | None = DEFAULT_MAX_TRAJECTORIES) -> ReportResult:
+def build_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    figures_dir: str | Path | None = None,
+    figures: bool = True,
+    max_trajectories: int | None = DEFAULT_MAX_TRAJECTORIES,
+) -> ReportResult:
     """Write ``out`` (default ``RUN_DIR/report.html``) and, unless ``figures`` is False, the PNGs
     into ``figures_dir`` (default ``RUN_DIR/figures``). At most ``max_trajectories`` rollouts are
     embedded (None: all), shared fairly between steps and evaluation files."""
@@ -42,5 +46,11 @@ def build_report(run_dir: str | Path, out: str | Path | None = None,
         fig_dir = Path(figures_dir) if figures_dir is not None else run.path / "figures"
         # The issue's curves only: the page has the rest, and each PNG costs matplotlib time.
         written = write_figures(payload.main_charts, payload.behaviours, fig_dir)
-    return ReportResult(out_path, written, len(payload.data["trajectories"]),
-                        payload.data["total_trajectories"], len(run.metrics), run.problems)
+    return ReportResult(
+        out_path,
+        written,
+        len(payload.data["trajectories"]),
+        payload.data["total_trajectories"],
+        len(run.metrics),
+        run.problems,
+    )

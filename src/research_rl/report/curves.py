@@ -99,11 +99,16 @@ def charts(metrics: list[dict[str, Any]]) -> tuple[list[Chart], list[Chart]]:
     if finish:
         other.append(with_val("finish", "Finish reasons (rollouts)", finish))
     for key in present:
-        base = key[len(VAL_PREFIX):] if key.startswith(VAL_PREFIX) else key
+        base = key[len(VAL_PREFIX) :] if key.startswith(VAL_PREFIX) else key
         if key not in used and not base.startswith("finish/"):
             other.append(with_val(base.replace("/", "_"), base, [base]))
     val_finish = [k for k in present if k.startswith(VAL_PREFIX + "finish/") and k not in used]
     if val_finish:
-        other.append(Chart("val_finish", "Validation finish reasons (rollouts)",
-                           [series(metrics, k) for k in val_finish]))
+        other.append(
+            Chart(
+                "val_finish",
+                "Validation finish reasons (rollouts)",
+                [series(metrics, k) for k in val_finish],
+            )
+        )
     return main, [c for c in other if c.lines]

@@ -18,11 +18,26 @@ def _draw(ax: Any, chart: Chart) -> None:
         base = line.key.removeprefix("val/")
         colour = colour_of.setdefault(base, _COLOURS[len(colour_of) % len(_COLOURS)])
         if line.validation:
-            ax.plot(line.steps, line.values, linestyle="none", marker="D", markersize=5,
-                    color=colour, markeredgecolor="black", markeredgewidth=0.6, label=line.key)
+            ax.plot(
+                line.steps,
+                line.values,
+                linestyle="none",
+                marker="D",
+                markersize=5,
+                color=colour,
+                markeredgecolor="black",
+                markeredgewidth=0.6,
+                label=line.key,
+            )
         else:
-            ax.plot(line.steps, line.values, color=colour, linewidth=1.4,
-                    marker="." if len(line.steps) < 30 else None, label=line.key)
+            ax.plot(
+                line.steps,
+                line.values,
+                color=colour,
+                linewidth=1.4,
+                marker="." if len(line.steps) < 30 else None,
+                label=line.key,
+            )
     ax.set_title(chart.title, fontsize=10)
     ax.set_xlabel("step", fontsize=8)
     ax.tick_params(labelsize=8)
@@ -39,7 +54,9 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def write_figures(charts: Sequence[Chart], behaviour_chart: Chart | None, out_dir: Path) -> list[Path]:
+def write_figures(
+    charts: Sequence[Chart], behaviour_chart: Chart | None, out_dir: Path
+) -> list[Path]:
     """One PNG per chart, ``curves.png`` with the main ones side by side, and ``behaviours.png``;
     returns the files written (none when there is nothing to plot)."""
     from matplotlib.figure import Figure  # Figure + Agg canvas: no global pyplot/backend state
@@ -60,8 +77,9 @@ def write_figures(charts: Sequence[Chart], behaviour_chart: Chart | None, out_di
     cols = 3
     rows = -(-len(drawable) // cols)
     fig = Figure(figsize=(5 * cols, 3.2 * rows))
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.06 / rows, top=1 - 0.08 / rows,
-                        wspace=0.22, hspace=0.45)
+    fig.subplots_adjust(
+        left=0.05, right=0.98, bottom=0.06 / rows, top=1 - 0.08 / rows, wspace=0.22, hspace=0.45
+    )
     for i, chart in enumerate(drawable):
         _draw(fig.add_subplot(rows, cols, i + 1), chart)
     written.append(_save(fig, out_dir / "curves.png"))

@@ -11,14 +11,17 @@ DATA_MARK = "__DATA__"
 
 
 def _asset(name: str) -> str:
-    return resources.files("research_rl.report").joinpath("assets", name).read_text(encoding="utf-8")
+    return (
+        resources.files("research_rl.report").joinpath("assets", name).read_text(encoding="utf-8")
+    )
 
 
 def embed_json(data: Any) -> str:
     """JSON safe inside a ``<script>`` element: ``<`` is escaped, so passages or model text that
     contain ``</script>`` or ``<!--`` cannot end the element early."""
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).replace(
-        "<", "\\u003c")
+        "<", "\\u003c"
+    )
 
 
 def render_html(data: dict[str, Any]) -> str:

@@ -94,17 +94,22 @@ def before_after_tables(summary: Any, rel: str) -> list[Table]:
         for name, metrics in block.items():
             if isinstance(metrics, dict):
                 groups.setdefault(str(name), {})[phase] = {
-                    k: v for k, v in metrics.items() if _scalar(v)}
+                    k: v for k, v in metrics.items() if _scalar(v)
+                }
     names: dict[str, None] = {}
     for by_phase in groups.values():
         for metrics in by_phase.values():
             names.update(dict.fromkeys(metrics))
     columns = ["questions", *(f"{m} {p}" for m in names for p in phases)]
-    rows = [[group, *(_cell(by_phase.get(p, {}).get(m)) for m in names for p in phases)]
-            for group, by_phase in groups.items()]
+    rows = [
+        [group, *(_cell(by_phase.get(p, {}).get(m)) for m in names for p in phases)]
+        for group, by_phase in groups.items()
+    ]
     rest = {k: v for k, v in summary.items() if k not in PHASES}
-    return [Table(f"Before and after training ({rel})", columns, rows),
-            *tables_from(rest, f"Run summary ({rel})")]
+    return [
+        Table(f"Before and after training ({rel})", columns, rows),
+        *tables_from(rest, f"Run summary ({rel})"),
+    ]
 
 
 def _series_json(s: Series) -> dict[str, Any]:
@@ -115,8 +120,9 @@ def _chart_json(c: Chart) -> dict[str, Any]:
     return {"name": c.name, "title": c.title, "lines": [_series_json(s) for s in c.lines]}
 
 
-def _trajectory_json(row: dict[str, Any], group: int, flags: Behaviours,
-                     parsed: list[tags.Segment]) -> dict[str, Any]:
+def _trajectory_json(
+    row: dict[str, Any], group: int, flags: Behaviours, parsed: list[tags.Segment]
+) -> dict[str, Any]:
     reward = row["reward"]
     segs = []
     for seg, from_retriever in zip(parsed, inserted(parsed), strict=True):
@@ -156,8 +162,10 @@ def behaviour_chart(per_step_counts: list[dict[str, Any]]) -> Chart | None:
     if not per_step_counts:
         return None
     steps = [e["step"] for e in per_step_counts]
-    lines = [Series(f"{name} rate", steps, [e[f"{name}_rate"] for e in per_step_counts], False)
-             for name in BEHAVIOURS]
+    lines = [
+        Series(f"{name} rate", steps, [e[f"{name}_rate"] for e in per_step_counts], False)
+        for name in BEHAVIOURS
+    ]
     return Chart("behaviours", "Flagged behaviours (share of rollouts)", lines)
 
 
@@ -219,8 +227,16 @@ def build_payload(run: RunData, max_trajectories: int | None = None) -> Payload:
     groups = []
     keep = allocate([len(g.rows) for g in run.groups], max_trajectories)
     for gi, group in enumerate(run.groups):
-        groups.append({"key": group.key, "label": group.label, "kind": group.kind,
-                       "step": group.step, "count": keep[gi], "total": len(group.rows)})
+        groups.append(
+            {
+                "key": group.key,
+                "label": group.label,
+                "kind": group.kind,
+                "step": group.step,
+                "count": keep[gi],
+                "total": len(group.rows),
+            }
+        )
         advantages = group_advantages(group.rows) if group.kind == "step" else []
         for ri, row in enumerate(group.rows):
             parsed = segments(row["text"])

@@ -73,7 +73,9 @@ def iter_jsonl(path: Path, problems: list[str]) -> Iterator[tuple[int, dict[str,
                 problems.append(f"{path}:{lineno}: not valid JSON: {err.msg} (column {err.colno})")
                 continue
             if not isinstance(obj, dict):
-                problems.append(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                problems.append(
+                    f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}"
+                )
                 continue
             yield lineno, obj
 
@@ -194,8 +196,14 @@ def _holds_trajectories(path: Path) -> bool:
             for line in handle:
                 if line.strip():
                     row = json.loads(line)
-                    return isinstance(row, dict) and "question" in row and (
-                        isinstance(row.get("text"), str) or isinstance(row.get("trajectory"), dict))
+                    return (
+                        isinstance(row, dict)
+                        and "question" in row
+                        and (
+                            isinstance(row.get("text"), str)
+                            or isinstance(row.get("trajectory"), dict)
+                        )
+                    )
     except (OSError, json.JSONDecodeError):
         return False
     return False
@@ -205,8 +213,11 @@ def _step_files(folder: Path) -> list[tuple[int, Path]]:
     """``step_N.jsonl`` files in ``folder``, by N (numerically: step_10 after step_9)."""
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), f) for f in folder.iterdir()
-             if (m := _STEP_FILE.match(f.name)) and f.is_file()]
+    found = [
+        (int(m.group(1)), f)
+        for f in folder.iterdir()
+        if (m := _STEP_FILE.match(f.name)) and f.is_file()
+    ]
     return sorted(found)
 
 
@@ -219,8 +230,14 @@ def _candidate_dirs(root: Path) -> list[Path]:
     """The run directory and its immediate sub-directories: a demo run keeps its training run and
     its evaluations side by side in sub-directories."""
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return [root, *[d for d in subdirs if d.name not in ("rollouts", "predictions", "checkpoints",
-                                                         "tensorboard", "figures")]]
+    return [
+        root,
+        *[
+            d
+            for d in subdirs
+            if d.name not in ("rollouts", "predictions", "checkpoints", "tensorboard", "figures")
+        ],
+    ]
 
 
 def read_run(path: str | Path) -> RunData:
@@ -242,34 +259,57 @@ def read_run(path: str | Path) -> RunData:
                 plotted = metrics_file
                 run.metrics = read_metrics(metrics_file, run.problems)
             else:
-                run.problems.append(f"{metrics_file}: not plotted (one run's curves per page: "
-                                    f"{plotted}); report its directory on its own")
+                run.problems.append(
+                    f"{metrics_file}: not plotted (one run's curves per page: "
+                    f"{plotted}); report its directory on its own"
+                )
         # Training rollouts, then the validation rollouts the trainer keeps under rollouts/val/.
-        for folder, kind, name in ((d / "rollouts", "step", "step"),
-                                   (d / "rollouts" / "val", "val", "validation step")):
+        for folder, kind, name in (
+            (d / "rollouts", "step", "step"),
+            (d / "rollouts" / "val", "val", "validation step"),
+        ):
             for step, f in _step_files(folder):
                 rows = read_rollouts(f, run.problems)
                 for row in rows:
                     row["step"] = step if row["step"] is None else row["step"]
                 label = f"{tag}{name} {step}"
-                run.groups.append(RolloutGroup(key=f"{prefix}/{label}" if prefix else label,
-                                               label=label, kind=kind, source=f, step=step,
-                                               rows=rows))
+                run.groups.append(
+                    RolloutGroup(
+                        key=f"{prefix}/{label}" if prefix else label,
+                        label=label,
+                        kind=kind,
+                        source=f,
+                        step=step,
+                        rows=rows,
+                    )
+                )
         predictions = d / "predictions"
         if predictions.is_dir():
             for f in sorted(predictions.glob("*.jsonl")):
                 dataset, _, method = f.stem.partition("__")
                 name = f"{dataset} / {method}" if method else dataset
-                run.groups.append(RolloutGroup(
-                    key=f"eval {_rel(f, root)}", label=f"{tag}eval {name}", kind="eval",
-                    source=f, rows=read_rollouts(f, run.problems)))
+                run.groups.append(
+                    RolloutGroup(
+                        key=f"eval {_rel(f, root)}",
+                        label=f"{tag}eval {name}",
+                        kind="eval",
+                        source=f,
+                        rows=read_rollouts(f, run.problems),
+                    )
+                )
         # Any other JSONL of trajectories (a demo's before/after samples, a `research rollout`
         # output): recognised by its first row, so question files and caches are left alone.
         for f in sorted(d.glob("*.jsonl")):
             if f.name not in _KNOWN_JSONL and _holds_trajectories(f):
-                run.groups.append(RolloutGroup(
-                    key=f"file {_rel(f, root)}", label=f"{tag}{f.stem}", kind="file", source=f,
-                    rows=read_rollouts(f, run.problems)))
+                run.groups.append(
+                    RolloutGroup(
+                        key=f"file {_rel(f, root)}",
+                        label=f"{tag}{f.stem}",
+                        kind="file",
+                        source=f,
+                        rows=read_rollouts(f, run.problems),
+                    )
+                )
         config = d / "config.yaml"
         if config.is_file() and run.config_text is None:
             try:

@@ -41,8 +41,12 @@ def inserted(segs: list[tags.Segment]) -> list[bool]:
     out = []
     previous: tags.Segment | None = None
     for seg in segs:
-        out.append(seg.kind == "result" and previous is not None and previous.kind == "search"
-                   and previous.closed)
+        out.append(
+            seg.kind == "result"
+            and previous is not None
+            and previous.kind == "search"
+            and previous.closed
+        )
         if seg.kind != "other" or seg.content.strip():
             previous = seg
     return out

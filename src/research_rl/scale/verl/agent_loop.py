@@ -102,12 +102,16 @@ def question_from_row(row: dict[str, Any]) -> Question:
     text = extra.get("question")
     if not text:  # rows from other converters: the last user message of the chat prompt
         messages = _plain(row.get("raw_prompt")) or []
-        users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        users = [
+            m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"
+        ]
         text = users[-1] if users and isinstance(users[-1], str) else None
     if not text:
         raise RowError(f"row {row.get('index')!r}: no extra_info.question and no user message")
     reward_model = _plain(row.get("reward_model")) or {}
-    answers = _plain(extra.get("golden_answers")) or golden_answers(reward_model.get("ground_truth"))
+    answers = _plain(extra.get("golden_answers")) or golden_answers(
+        reward_model.get("ground_truth")
+    )
     qid = str(extra.get("question_id", row.get("index", "")))
     return Question(id=qid, question=str(text), golden_answers=[str(a) for a in answers])
 
@@ -190,7 +194,9 @@ class _ServerManagerBackend:
         log_probs = list(out.log_probs) if getattr(out, "log_probs", None) else None
         if self.sampling_params.get("logprobs") and log_probs is None and ids:
             raise RuntimeError(f"verl request {self.request_id}: asked for log-probs, got none")
-        return to_generation_output(ids, log_probs, request, self.agent.tokenizer, self.agent.eos_ids)
+        return to_generation_output(
+            ids, log_probs, request, self.agent.tokenizer, self.agent.eos_ids
+        )
 
     async def _generate(self, requests: list[GenerationRequest]) -> list[GenerationOutput]:
         return list(await asyncio.gather(*(self._generate_one(r) for r in requests)))
@@ -218,7 +224,9 @@ class _CoalescedRetriever:
     def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
         start = time.perf_counter()
         try:
-            future = asyncio.run_coroutine_threadsafe(self.coalescer.search(queries, topk), self.loop)
+            future = asyncio.run_coroutine_threadsafe(
+                self.coalescer.search(queries, topk), self.loop
+            )
             return future.result()
         finally:
             self.timings.retrieve_s += time.perf_counter() - start
@@ -248,7 +256,9 @@ def _shared_for(loop: asyncio.AbstractEventLoop, key: str, settings: VerlLoopSet
             retriever.search, settings.retrieval_batch_queries, settings.retrieval_wait_s
         )
         coalescer.start()
-        pool = ThreadPoolExecutor(settings.max_concurrent_rollouts, thread_name_prefix="research-rollout")
+        pool = ThreadPoolExecutor(
+            settings.max_concurrent_rollouts, thread_name_prefix="research-rollout"
+        )
         shared = _Shared(retriever, coalescer, pool, settings.rollout.load_template())
         _SHARED[(id(loop), key)] = shared
     return shared

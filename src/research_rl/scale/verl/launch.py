@@ -31,23 +31,32 @@ def paper_settings(retriever_url: str) -> VerlLoopSettings:
     """ReSearch's rollout: base template, top-5 passages, up to 5 searches, 8192 response tokens."""
     return VerlLoopSettings(
         rollout=RolloutConfig(
-            template="base", topk=5, max_passage_tokens=200, max_searches=5,
-            max_response_tokens=8192, max_prompt_tokens=1024,
+            template="base",
+            topk=5,
+            max_passage_tokens=200,
+            max_searches=5,
+            max_response_tokens=8192,
+            max_prompt_tokens=1024,
             chunk_tokens=0,  # one server call per turn (the agent loop enforces it)
         ),
         retriever=RetrieverConfig(url=retriever_url, timeout_s=60),
     )
 
 
-def write_run_files(run_dir: Path, retriever_url: str, settings_file: str | None = None) -> list[str]:
+def write_run_files(
+    run_dir: Path, retriever_url: str, settings_file: str | None = None
+) -> list[str]:
     """Write the settings and agent-loop files; return the Hydra overrides for them."""
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     if settings_file is None:
         settings = paper_settings(retriever_url)
     else:
-        settings = load_config(settings_file, VerlLoopSettings, {"retriever.url": retriever_url,
-                                                                 "retriever.index": None})
+        settings = load_config(
+            settings_file,
+            VerlLoopSettings,
+            {"retriever.url": retriever_url, "retriever.index": None},
+        )
     settings_path = run_dir / "settings.yaml"
     dump_config(settings, settings_path)
     loops_path = run_dir / "agent_loops.yaml"

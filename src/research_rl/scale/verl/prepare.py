@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", required=True, help="question JSONL for training")
     parser.add_argument("--val", help="question JSONL for validation")
-    parser.add_argument("--out", required=True, help="output directory (train.parquet, val.parquet)")
+    parser.add_argument(
+        "--out", required=True, help="output directory (train.parquet, val.parquet)"
+    )
     parser.add_argument("--data-source", default="research", help="the data_source column")
     parser.add_argument("--tokenizer", help="drop prompts longer than rollout.max_prompt_tokens")
     parser.add_argument("--settings", help="the agent loop settings (with --tokenizer)")
@@ -97,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     for split, path in (("train", args.train), ("val", args.val)):
         if path is None:
             continue
-        written, dropped = convert(read_questions(path), out / f"{split}.parquet", split,
-                                   args.data_source, keep)
+        written, dropped = convert(
+            read_questions(path), out / f"{split}.parquet", split, args.data_source, keep
+        )
         note = f" ({dropped} dropped: prompt too long)" if dropped else ""
         print(f"{out / f'{split}.parquet'}: {written} rows{note}")
     return 0
