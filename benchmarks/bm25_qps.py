@@ -109,7 +109,8 @@ def main() -> None:
         print(f"{name:14}{qps:10.1f}{recall:10.3f}")
     print(f"\nspeed-up: {ours_qps / base_qps:.1f}x  (target >= 50x)")
     print(
-        f"top-1 agreement: {agree:.3f}  ({len(queries)} queries, {args.docs} passages, top-{args.topk})"
+        f"top-1 agreement: {agree:.3f}  "
+        f"({len(queries)} queries, {args.docs} passages, top-{args.topk})"
     )
 
 

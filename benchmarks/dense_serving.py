@@ -214,7 +214,8 @@ def main() -> None:
         m = build_index(tmp / "corpus.jsonl", tmp / "idx", kind="dense", encoder=args.encoder,
                         show_progress=False)  # fmt: skip
         print(
-            f"dense index: {m.num_docs} passages, {m.encoder}, built in {time.perf_counter() - t0:.1f}s"
+            f"dense index: {m.num_docs} passages, {m.encoder}, "
+            f"built in {time.perf_counter() - t0:.1f}s"
         )
         with (
             server(tmp / "idx", False, args, tmp) as off,

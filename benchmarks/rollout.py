@@ -14,7 +14,8 @@ Targets: rollout >= 0.8 x (a) and >= 4 x (b). Every figure is measured in this r
 
     python benchmarks/rollout.py [--rollouts 40] [--threads 1]
 
-The random model gets small logit biases (see make_model) so that it searches every few dozen tokens.
+The random model gets small logit biases (see make_model) so that it searches every few dozen
+tokens.
 """
 
 from __future__ import annotations
@@ -272,19 +273,24 @@ def main() -> None:
     print(
         f"rollout: {model_tokens} model tokens in {t_rollout:.2f}s = {rollout_tps:.0f} tok/s "
         f"(searches/rollout {m['searches_per_rollout']:.2f}, finish answer/eos/length/max_searches "
-        f"{m['finish/answer']:.0f}/{m['finish/eos']:.0f}/{m['finish/length']:.0f}/{m['finish/max_searches']:.0f})"
+        f"{m['finish/answer']:.0f}/{m['finish/eos']:.0f}/{m['finish/length']:.0f}/"
+        f"{m['finish/max_searches']:.0f})"
     )
     print(
-        f"(a) plain batched generate: {plain_tokens} tokens in {t_plain:.2f}s = {plain_tps:.0f} tok/s"
+        f"(a) plain batched generate: {plain_tokens} tokens in {t_plain:.2f}s "
+        f"= {plain_tps:.0f} tok/s"
     )
     print(
-        f"(a') generate, per-sequence lengths as the rollouts': {model_tokens} tokens in {t_matched:.2f}s = {model_tokens / t_matched:.0f} tok/s"
+        f"(a') generate, per-sequence lengths as the rollouts': {model_tokens} tokens "
+        f"in {t_matched:.2f}s = {model_tokens / t_matched:.0f} tok/s"
     )
     print(
-        f"(b) sequential per-rollout loop: {seq_tokens} tokens in {t_seq:.2f}s = {seq_tps:.0f} tok/s"
+        f"(b) sequential per-rollout loop: {seq_tokens} tokens in {t_seq:.2f}s "
+        f"= {seq_tps:.0f} tok/s"
     )
     print(
-        f"(b') naive per-rollout generate loop: {naive_tokens} tokens in {t_naive:.2f}s = {naive_tokens / t_naive:.0f} tok/s"
+        f"(b') naive per-rollout generate loop: {naive_tokens} tokens in {t_naive:.2f}s "
+        f"= {naive_tokens / t_naive:.0f} tok/s"
     )
     print(f"rollout / (a) = {rollout_tps / plain_tps:.2f} (target >= 0.8)")
     print(f"rollout / (a') = {rollout_tps * t_matched / model_tokens:.2f}")

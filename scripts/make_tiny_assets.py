@@ -102,7 +102,8 @@ def scripted_rollouts(questions: list[Question], tokenizer, index: Path, prompt:
     scripts = {
         q.question: [
             [
-                f"<think> who is {q.metadata['person']} </think> <search> {q.metadata['person']} </search>",
+                f"<think> who is {q.metadata['person']} </think> "
+                f"<search> {q.metadata['person']} </search>",
                 f" <think> found it </think> <answer> \\boxed{{{q.golden_answers[0]}}} </answer>",
             ]
         ]

@@ -39,7 +39,8 @@ def test_bad_corpus_line_names_file_and_line(tmp_path, line, msg):
 def test_questions_reject_bad_rows(tmp_path):
     p = tmp_path / "q.jsonl"
     p.write_text(
-        '{"id": "a", "question": "Q?", "golden_answers": "x"}\n{"id": "b", "question": "Q?", "golden_answers": []}\n'
+        '{"id": "a", "question": "Q?", "golden_answers": "x"}\n'
+        '{"id": "b", "question": "Q?", "golden_answers": []}\n'
     )
     with pytest.raises(QuestionFileError, match=r"q.jsonl:2: field 'golden_answers' is empty"):
         read_questions(p)

@@ -1,4 +1,5 @@
-"""The GRPO objective, written out once in plain torch: the reference the trainers are tested against.
+"""The GRPO objective, written out once in plain torch: the reference the trainers are tested
+against.
 
 For a batch of B completions (G per question, question-major) padded to T tokens:
 

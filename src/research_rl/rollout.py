@@ -14,10 +14,10 @@ Model tokens are kept exactly as the backend sampled them: the engine only decod
 the query and to build ``text``), it never re-encodes them. Only the system's inserted text is
 encoded, on its own, starting and ending with a newline so the token boundary is clean.
 
-Limits: ``max_searches`` executed searches per rollout; a further ``</search>`` ends the rollout with
-``finish_reason="max_searches"`` (no final answer chance: the rollout has no answer, scores 0, and
-the policy learns to answer within the limit). ``max_response_tokens`` bounds the whole completion,
-inserted results included; a result that does not fit is cut and the rollout ends with
+Limits: ``max_searches`` executed searches per rollout; a further ``</search>`` ends the rollout
+with ``finish_reason="max_searches"`` (no final answer chance: the rollout has no answer, scores 0,
+and the policy learns to answer within the limit). ``max_response_tokens`` bounds the whole
+completion, inserted results included; a result that does not fit is cut and the rollout ends with
 ``"length"``. A prompt longer than ``max_prompt_tokens`` is an error naming the question.
 """
 
@@ -51,7 +51,8 @@ class PromptTooLongError(ValueError):
 
 
 class RolloutConfig(StrictModel):
-    """How rollouts are run (the ``rollout:`` section of training, evaluation and rollout configs)."""
+    """How rollouts are run (the ``rollout:`` section of training, evaluation and rollout
+    configs)."""
 
     template: Literal["base", "instruct"] = "base"
     template_path: str | None = None  # a user template file with a {question} slot
@@ -134,7 +135,8 @@ class RolloutEngine:
     def run(
         self, questions: Sequence[Question], n: int = 1, sampling: SamplingParams | None = None
     ) -> list[Trajectory]:
-        """``n`` rollouts per question, question-major (q0 s0..s(n-1), q1 s0, ...), rewards filled."""
+        """``n`` rollouts per question, question-major (q0 s0..s(n-1), q1 s0, ...), rewards
+        filled."""
         if n < 1:
             raise ValueError(f"group size n must be at least 1, got {n}")
         sampling = sampling or SamplingParams()

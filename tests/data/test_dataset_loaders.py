@@ -165,7 +165,9 @@ def test_triviaqa_release_json_and_hub_rows(tmp_path):
             {
                 "Data": [
                     {
-                        "Question": "Which Lloyd Webber musical premiered in the US on 10th December 1993?",
+                        "Question": (
+                            "Which Lloyd Webber musical premiered in the US on 10th December 1993?"
+                        ),
                         "QuestionId": "tc_33",
                         "Answer": {
                             "Value": "Sunset Boulevard",

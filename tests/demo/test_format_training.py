@@ -148,7 +148,8 @@ def test_name_spans_are_names_read_so_far_and_hit_the_gold_at_chance(setup):
 
 def test_last_new_answers_are_names_the_last_result_added_and_hit_the_gold_at_chance(setup):
     """``answer_pool: last_new`` (the default) boxes a name the last result block brought that was
-    not read before it (else a name of that block): uniform over those, so still blind to the gold."""
+    not read before it (else a name of that block): uniform over those, so still blind to the
+    gold."""
     base, _, train = setup
     cfg = FormatTrainingConfig(span_pool="names", answer_pool="last_new")
     sampler = TranscriptSampler(

@@ -16,7 +16,9 @@ from research_rl.retrieval import RetrieverConfig, make_retriever
 
 ANSWERS = {  # question -> the scripted model's only turn
     "In which country was Tepu Suno born?": "<think> a </think> <answer> \\boxed{Nokate} </answer>",
-    "In which country was Tesu Rivi born?": "<think> b </think> <answer> \\boxed{Miboton} </answer>",
+    "In which country was Tesu Rivi born?": (
+        "<think> b </think> <answer> \\boxed{Miboton} </answer>"
+    ),
     "Where was Tepu Suno born?": "<think> c </think> <answer> \\boxed{Suzeton, Nokate} </answer>",
 }
 

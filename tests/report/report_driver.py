@@ -36,7 +36,8 @@ def assert_offline_and_clean(events: list[dict], html: Path) -> None:
 JS_HELPERS = """
 window.__t = {
   rows() {  // list rows actually drawn (a hidden pooled row has no box)
-    return Array.from(document.querySelectorAll('#list .row')).filter(r => r.getClientRects().length);
+    return Array.from(document.querySelectorAll('#list .row'))
+      .filter(r => r.getClientRects().length);
   },
   set(id, value, kind) {  // change a control as a user would, and wait for the filter to rerun
     const root = document.documentElement, before = Number(root.dataset.filterRuns);

@@ -119,7 +119,8 @@ def make_rollout(
             think(
                 rng.choice(
                     [
-                        f"Wait, this passage is about someone else. Let me search again for {fact['director']}.",
+                        "Wait, this passage is about someone else. "
+                        f"Let me search again for {fact['director']}.",
                         "The result does not mention the birthplace; I should refine the query.",
                     ]
                 )

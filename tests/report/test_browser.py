@@ -40,7 +40,8 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
     assert len(problems) == 1
     assert problems[0].startswith(f"{run_dir / 'metrics.jsonl'}:13: not valid JSON: ")
 
-    charts = browser.evaluate("""Array.from(document.querySelectorAll('#main-charts .chart')).map(c => ({
+    charts = browser.evaluate("""Array.from(document.querySelectorAll('#main-charts .chart'))
+      .map(c => ({
         name: c.dataset.chart, lines: c.querySelectorAll('path.line').length,
         val: c.querySelectorAll('rect.val-point').length,
         width: c.querySelector('svg').getBoundingClientRect().width}))""")
@@ -61,8 +62,10 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
     hover = browser.evaluate("""(() => {
         const card = document.querySelector('#main-charts .chart[data-chart="reward"]');
         card.scrollIntoView();
-        const overlay = card.querySelector('svg rect:last-of-type'), box = overlay.getBoundingClientRect();
-        const at = {clientX: box.left + box.width * 2 / 11 + 1, clientY: box.top + box.height / 2, bubbles: true};
+        const overlay = card.querySelector('svg rect:last-of-type'),
+          box = overlay.getBoundingClientRect();
+        const at = {clientX: box.left + box.width * 2 / 11 + 1, clientY: box.top + box.height / 2,
+          bubbles: true};
         overlay.dispatchEvent(new MouseEvent('mousemove', at));
         const tip = card.querySelector('.tip').textContent;
         overlay.dispatchEvent(new MouseEvent('click', at));
@@ -86,7 +89,8 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
         rows: __t.rows().length,
         question: document.querySelector('#detail h3').textContent,
         kinds: Array.from(document.querySelectorAll('#detail .seg')).map(s => s.className),
-        tags: Array.from(document.querySelectorAll('#detail .seg-r .tag')).map(s => s.textContent)})""")
+        tags: Array.from(document.querySelectorAll('#detail .seg-r .tag'))
+          .map(s => s.textContent)})""")
     assert state["shown"] == state["rows"] == len(last) == 20
     assert state["question"] == last[0]["question"]
     searched = next(i for i, r in enumerate(last) if r["num_searches"])
@@ -94,7 +98,8 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
     detail = browser.evaluate("""({
         kinds: Array.from(document.querySelectorAll('#detail .seg')).map(s => s.classList[1]),
         tags: Array.from(document.querySelectorAll('#detail .seg-r .tag')).map(s => s.textContent),
-        searches: Array.from(document.querySelectorAll('#detail .seg-s')).map(s => s.lastChild.textContent)})""")
+        searches: Array.from(document.querySelectorAll('#detail .seg-s'))
+          .map(s => s.lastChild.textContent)})""")
     assert detail["kinds"].count("seg-r") == last[searched]["text"].count("<result>") > 0
     assert all("masked" in tag for tag in detail["tags"])
     assert detail["searches"] == last[searched]["search_queries"]

@@ -55,7 +55,8 @@ def test_report_of_a_real_tiny_training_run(browser, tmp_path):
         for line in (run_dir / "rollouts" / "step_2.jsonl").read_text().splitlines()
     ]
     page = browser.evaluate("""({
-        charts: Array.from(document.querySelectorAll('#main-charts .chart')).map(c => c.dataset.chart),
+        charts: Array.from(document.querySelectorAll('#main-charts .chart'))
+          .map(c => c.dataset.chart),
         lines: document.querySelectorAll('#main-charts path.line').length,
         val: document.querySelectorAll('#main-charts rect.val-point').length,
         shown: +document.documentElement.dataset.shown, rows: __t.rows().length,

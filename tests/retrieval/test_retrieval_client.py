@@ -1,4 +1,5 @@
-"""The HTTP client: equivalence with the in-process retriever, retries, and a retriever that is down."""
+"""The HTTP client: equivalence with the in-process retriever, retries, and a retriever that is
+down."""
 
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ def test_last_server_error_is_reported_after_the_retries():
     remote = HTTPRetriever("http://retriever:9/", max_retries=1, backoff_s=0.001, client=client)
     with pytest.raises(
         RetrieverError,
-        match=r"http://retriever:9/retrieve unreachable after 2 attempts: HTTP 503: index is loading",
+        match=r"http://retriever:9/retrieve unreachable after 2 attempts: "
+        r"HTTP 503: index is loading",
     ):
         remote.search(["a"], 1)
     assert flaky.calls == 2

@@ -167,7 +167,8 @@ class FakeLLM:
 
 
 def fake_vllm_module(script: Callable[[list[int]], list[int]]):
-    """A stand-in for the ``vllm`` package: ``LLM`` (built with the script) and ``SamplingParams``."""
+    """A stand-in for the ``vllm`` package: ``LLM`` (built with the script) and
+    ``SamplingParams``."""
     import types
 
     module = types.ModuleType("vllm")
@@ -258,7 +259,8 @@ class ScriptedModel:
 
 
 class ScriptedLLM:
-    """``vllm.LLM`` over a :class:`ScriptedModel`: RequestOutput/CompletionOutput as vLLM returns."""
+    """``vllm.LLM`` over a :class:`ScriptedModel`: RequestOutput/CompletionOutput as vLLM
+    returns."""
 
     def __init__(self, model: ScriptedModel) -> None:
         self.model = model

@@ -121,7 +121,8 @@ class VLLMBackend:
         cls, model: str, *, logprobs: bool = True, **engine_kwargs: Any
     ) -> VLLMBackend:
         """Start an engine on ``model`` (a local directory or hub id); ``engine_kwargs`` go to
-        ``vllm.LLM`` (e.g. ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``)."""
+        ``vllm.LLM`` (e.g. ``tensor_parallel_size``, ``gpu_memory_utilization``,
+        ``max_model_len``)."""
         try:
             from vllm import LLM
         except ImportError as err:
@@ -261,7 +262,8 @@ class VLLMServerBackend:
             choices = self._call("POST", "/v1/completions", payload).get("choices", [])
             if len(choices) != len(indices):
                 raise VLLMError(
-                    f"{self.base_url}/v1/completions: {len(choices)} choices for {len(indices)} prompts"
+                    f"{self.base_url}/v1/completions: "
+                    f"{len(choices)} choices for {len(indices)} prompts"
                 )
             done = []
             for choice in choices:

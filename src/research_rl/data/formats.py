@@ -41,7 +41,8 @@ def iter_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from _iter_parquet(path)
     else:
         raise DatasetFormatError(
-            f"{path}: unsupported file type '{suffix}' (expected .json, .jsonl, .csv, .tsv, .parquet)"
+            f"{path}: unsupported file type '{suffix}' "
+            "(expected .json, .jsonl, .csv, .tsv, .parquet)"
         )
 
 

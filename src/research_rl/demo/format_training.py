@@ -51,7 +51,8 @@ FINAL_THOUGHTS = ("I can answer now.", "I have the answer.", "I know the answer 
 
 class FormatTrainingConfig(StrictModel):
     # 1000: at 400 some seeds still broke the format in 25-50% of sampled rollouts (a search tag
-    # closed by "} </answer>", a fourth search), and GRPO from such a policy learnt to stop searching.
+    # closed by "} </answer>", a fourth search), and GRPO from such a policy learnt to stop
+    # searching.
     steps: int = 1000
     batch_size: int = 16
     learning_rate: float = 2e-3

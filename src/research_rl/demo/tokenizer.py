@@ -1,4 +1,5 @@
-"""A byte-level BPE tokenizer trained on the world's text, saved in the standard Hugging Face format.
+"""A byte-level BPE tokenizer trained on the world's text, saved in the standard Hugging Face
+format.
 
 Byte-level, and split into pre-tokens exactly as transformers' ``Qwen2Tokenizer`` splits them
 (NFC, then Qwen2's regex): next to a Qwen2 ``config.json``, ``AutoTokenizer`` loads the saved files

@@ -7,7 +7,8 @@ from research_rl.retrieval.config import RetrieverConfig
 
 
 def make_retriever(cfg: RetrieverConfig) -> Retriever:
-    """The retriever ``cfg`` names: the index in-process (``index``) or the HTTP service (``url``)."""
+    """The retriever ``cfg`` names: the index in-process (``index``) or the HTTP service
+    (``url``)."""
     if cfg.index is not None:
         from research_rl.retrieval.index import load_index
 

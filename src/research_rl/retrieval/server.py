@@ -52,7 +52,8 @@ def create_app(retriever: IndexRetriever, config: ServerConfig | None = None) ->
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = [
-            f"'{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}': {e.get('msg')}"
+            f"'{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}': "
+            f"{e.get('msg')}"
             for e in exc.errors()
         ]
         return _error(422, "invalid request: " + "; ".join(parts))
@@ -92,7 +93,8 @@ def create_app(retriever: IndexRetriever, config: ServerConfig | None = None) ->
 
     @app.post("/search")
     async def search(request: Request) -> Any:
-        """FlashRAG shape, one query: {"query", "top_n", "return_score"} -> docs or [docs, scores]."""
+        """FlashRAG shape, one query: {"query", "top_n", "return_score"} -> docs or
+        [docs, scores]."""
         return await handle(request, "search")
 
     @app.post("/batch_search")

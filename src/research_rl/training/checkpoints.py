@@ -38,7 +38,8 @@ def _fsync_path(path: Path) -> None:
 
 
 def fsync_tree(root: Path) -> None:
-    """fsync every file, then every directory bottom-up, so the data is on disk before the rename."""
+    """fsync every file, then every directory bottom-up, so the data is on disk before the
+    rename."""
     for dirpath, _, filenames in os.walk(root, topdown=False):
         for name in filenames:
             _fsync_path(Path(dirpath) / name)

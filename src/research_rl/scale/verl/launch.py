@@ -4,10 +4,10 @@
         [--settings my_settings.yaml]
 
 writes ``<run-dir>/settings.yaml`` (the agent loop's :class:`VerlLoopSettings`: the paper's rollout
-values unless ``--settings`` gives others, with the retriever URL) and ``<run-dir>/agent_loops.yaml``
-(the registry entry verl instantiates), both validated, with absolute paths since Ray workers run
-elsewhere; then prints one override per line for ``verl.trainer.main_ppo`` (``launch.sh`` reads
-them).
+values unless ``--settings`` gives others, with the retriever URL) and
+``<run-dir>/agent_loops.yaml`` (the registry entry verl instantiates), both validated, with absolute
+paths since Ray workers run elsewhere; then prints one override per line for
+``verl.trainer.main_ppo`` (``launch.sh`` reads them).
 """
 
 from __future__ import annotations
