@@ -6,10 +6,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import FakeRetriever
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import FakeRetriever
 from research_rl.backends.scripted import ScriptedBackend, ScriptError
 from research_rl.questions import Question
 from research_rl.rollout import (
