@@ -96,3 +96,31 @@ def corpus(
         f"{len(built.passages)} passages from {built.questions} questions "
         f"({built.duplicates} duplicates and {built.empty} empty passages dropped); wrote {out}"
     )
+
+
+@app.command("audit")
+@user_errors
+def audit(
+    train: Annotated[Path, typer.Option(help="the training data: a released or question file")],
+    eval_files: Annotated[
+        list[Path],
+        typer.Option("--eval", help="an evaluation file to check against it; repeat for several"),
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="write the report here as JSON (for evaluation cards)")
+    ] = None,
+) -> None:
+    """Contamination audit: evaluation questions whose normalised text, or answer and wording, a
+    training question has, and those whose gold supporting passages the training data carries."""
+    import json
+
+    from research_rl.data.audit import audit as run_audit
+    from research_rl.data.audit import summary_lines
+
+    report = run_audit(train, list(eval_files))
+    for line in summary_lines(report):
+        typer.echo(line)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        typer.echo(f"wrote {out}")

@@ -53,10 +53,17 @@ class IdMap:
 
 
 def builtin_id_map(dataset: str, split: str) -> IdMap | None:
+    """The shipped map for ``dataset``'s release of ``split``, if there is one."""
     entry = BUILTIN.get(dataset)
     if entry is None or split not in entry[1]:
         return None
     return read_id_map(_SHIPPED / entry[0])
+
+
+def shipped_id_map(dataset: str) -> IdMap | None:
+    """The shipped map for ``dataset``, whatever the split (the audit reads files unnamed)."""
+    entry = BUILTIN.get(dataset)
+    return read_id_map(_SHIPPED / entry[0]) if entry else None
 
 
 def read_id_map(path: str | Path) -> IdMap:
