@@ -340,3 +340,24 @@ def test_cli_prints_the_other_dataset_warning(shared_data, tmp_path):
     )
     assert result.exit_code == 0
     assert f"warning: {src} is read as hotpotqa" in result.output
+
+
+def test_cli_ids_from_and_validation_split(shared_data, tmp_path):
+    out = tmp_path / "nq.jsonl"
+    args = ["data", "prepare", "--dataset", "nq", "--split", "validation", "--out", str(out)]
+    src = shared_data / "flashrag_quickstart_nq_test.jsonl"
+    result = CliRunner().invoke(
+        app,
+        [
+            *args,
+            "--source",
+            str(src),
+            "--ids-from",
+            str(shared_data / "searchr1_nq_search_test.parquet"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "17 of 17 rows matched by question" in result.output
+    assert {q.metadata["split"] for q in read_questions(out)} == {"dev"}
+    result = CliRunner().invoke(app, [*args, "--ids-from", str(src)])
+    assert result.exit_code == 2 and "--ids-from needs --source" in result.output
