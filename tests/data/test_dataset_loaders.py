@@ -314,6 +314,13 @@ def test_malformed_rows_name_file_row_and_field(tmp_path, rows, message):
     assert str(err.value).startswith(str(src)) and message in str(err.value)
 
 
+def test_bamboogle_without_an_answer_column_is_an_error_not_skipped_rows(tmp_path):
+    src = tmp_path / "bamboogle.csv"
+    src.write_text("Question,Notes\nq,a\n")
+    with pytest.raises(DatasetFormatError, match=r"bamboogle.csv:2: missing field 'Answer'"):
+        prepare_file("bamboogle", "test", src)
+
+
 def test_popqa_bad_json_list_is_named(tmp_path):
     src = tmp_path / "popqa.csv"
     src.write_text('id,question,possible_answers\n1,Q?,"[""a"", oops]"\n')

@@ -239,6 +239,8 @@ def _bamboogle(row: dict[str, Any], ctx: RowContext) -> Question:
     qid = _row_id(row, ("id",), ctx)
     text = _text(row, ("Question", "question"), ctx)
     keys = [k for k in row if k.strip().lower().startswith("answer")]
+    if not keys:
+        raise DatasetFormatError(f"{ctx.where}: missing field 'Answer'")
     values: list[Any] = []
     for key in keys:
         answer = row[key]
@@ -246,7 +248,7 @@ def _bamboogle(row: dict[str, Any], ctx: RowContext) -> Question:
             raise ctx.error(key, f"expected a string, got {type(answer).__name__}")
         if answer:
             values += [answer, *readable_dates(answer, BAMBOOGLE_RELEASE_YEAR)]
-    answers = _answer_strings(values, keys[0] if keys else "Answer", ctx)
+    answers = _answer_strings(values, keys[0], ctx)
     return _question(qid, text, _require_answers(answers, ctx), ctx)
 
 
