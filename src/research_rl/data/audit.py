@@ -50,7 +50,7 @@ class AuditQuestion:
     key: str  # question_key(question)
     answers: frozenset[str]  # normalised golden answers
     words: frozenset[str]  # content words
-    gold: list[tuple[str, str]] | None  # gold supporting passages (title, text), None: not marked
+    gold: list[tuple[str, bytes]] | None  # gold passages (title, passage_digest); None: not marked
 
 
 @dataclass
@@ -111,12 +111,13 @@ def read_audit_set(path: str | Path) -> AuditSet:
         except NoAnswer:
             out.skipped += 1
             continue
-        gold = supporting_passages(row, where)
+        supporting = supporting_passages(row, where)
+        gold = None if supporting is None else [(t, passage_digest(t, x)) for t, x in supporting]
         shipped = shipped_passages(row, where)
         if shipped is not None:
             out.ships_passages = True
-        for title, text in chain(shipped or [], gold or []):
-            out.passages.add(passage_digest(title, text))
+            out.passages.update(passage_digest(t, x) for t, x in shipped)
+        out.passages.update(digest for _, digest in gold or [])
         out.questions.append(
             AuditQuestion(
                 id=question.id,
@@ -188,7 +189,7 @@ def _pair(
                     }
                 )
         if q.gold:
-            found = [t for t, x in q.gold if passage_digest(t, x) in train.passages]
+            found = [title for title, digest in q.gold if digest in train.passages]
             if found:
                 passages.append({"eval_id": q.id, "titles": found})
     n = len(ev.questions)
