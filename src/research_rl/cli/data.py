@@ -110,8 +110,12 @@ def audit(
         Path | None, typer.Option(help="write the report here as JSON (for evaluation cards)")
     ] = None,
 ) -> None:
-    """Contamination audit: evaluation questions whose normalised text, or answer and wording, a
-    training question has, and those whose gold supporting passages the training data carries."""
+    """Contamination audit: what of each evaluation file the training data already holds.
+
+    Per evaluation file: questions with a training question's normalised text, questions with a
+    training question's answer and wording, and questions whose gold supporting passages the
+    training data carries.
+    """
     import json
 
     from research_rl.data.audit import audit as run_audit
