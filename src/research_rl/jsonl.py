@@ -8,12 +8,12 @@ from pathlib import Path
 
 
 def iter_jsonl(
-    path: str | Path, error: type[Exception] = ValueError
+    path: str | Path, error: type[Exception] = ValueError, encoding: str = "utf-8"
 ) -> Iterator[tuple[str, object]]:
     """Yield ``("file:line", decoded row)`` for each non-blank line; invalid JSON raises ``error``
     naming the file and line."""
     path = Path(path)
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding=encoding) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue

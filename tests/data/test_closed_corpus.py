@@ -7,8 +7,9 @@ from typer.testing import CliRunner
 
 from research_rl.cli import app
 from research_rl.corpus import read_corpus
-from research_rl.data.closed_corpus import build_closed_corpus, join_sentences
+from research_rl.data.closed_corpus import build_closed_corpus
 from research_rl.data.formats import DatasetFormatError
+from research_rl.data.passages import join_sentences
 
 
 def test_hotpotqa_context_deduplicated_across_questions_and_files(tmp_path):
@@ -158,7 +159,7 @@ def test_flashrag_rows_with_context_in_metadata(tmp_path):
     "dataset,row,message",
     [
         ("hotpotqa", {"_id": "1", "context": [["T", "not a list"]]}, "field 'context[0]'"),
-        ("hotpotqa", {"_id": "1"}, "field 'context'"),
+        ("hotpotqa", {"_id": "1"}, "this row carries no passages (no 'context' field)"),
         ("musique", {"id": "1", "paragraphs": [{"title": "T"}]}, "field 'paragraphs[0]'"),
     ],
 )

@@ -51,7 +51,12 @@ def test_musique_jsonl_keeps_aliases_and_skips_unanswerable(tmp_path):
     )
     report = prepare_file("musique", "dev", src)
     assert answers(report) == {"2hop__1_2": ["Sam Phillips", "Samuel Phillips"]}
-    assert report.questions[0].metadata == {"dataset": "musique", "split": "dev", "hops": 2}
+    assert report.questions[0].metadata == {
+        "dataset": "musique",
+        "split": "dev",
+        "hops": 2,
+        "supporting_passages": [{"title": "A", "text": "x"}],
+    }
     assert report.skipped == {"marked unanswerable": 1}
     assert report.skipped_at == [f"{src}:2 (marked unanswerable)"]
 
@@ -151,11 +156,21 @@ def test_nq_open_jsonl(tmp_path):
                 "answer": ["14 December 1972 UTC", "December 1972"],
             },
             {"question": "who wrote he ain't heavy", "answer": []},
+            {"question": "a question NQ-open does not have", "answer": ["x"]},
         ],
     )
     report = prepare_file("nq", "dev", src)
-    assert answers(report) == {"nq-dev-1": ["14 December 1972 UTC", "December 1972"]}
+    # NQ-open ships no ids: a question of its dev set takes FlashRAG's id for it (the real files'
+    # test checks every one), any other its position.
+    moon, other = report.questions
+    assert moon.id.startswith("test_") and moon.golden_answers == [
+        "14 December 1972 UTC",
+        "December 1972",
+    ]
+    assert (other.id, other.golden_answers) == ("nq-dev-3", ["x"])
     assert report.skipped == {"no answer": 1}
+    assert "ids from Search-R1's nq_search/test.parquet" in report.summary()
+    assert "1 of 2 rows without ids matched by question" in report.summary()
 
 
 def test_triviaqa_release_json_and_hub_rows(tmp_path):
@@ -297,6 +312,13 @@ def test_malformed_rows_name_file_row_and_field(tmp_path, rows, message):
     with pytest.raises(DatasetFormatError) as err:
         prepare_file("musique", "dev", src)
     assert str(err.value).startswith(str(src)) and message in str(err.value)
+
+
+def test_bamboogle_without_an_answer_column_is_an_error_not_skipped_rows(tmp_path):
+    src = tmp_path / "bamboogle.csv"
+    src.write_text("Question,Notes\nq,a\n")
+    with pytest.raises(DatasetFormatError, match=r"bamboogle.csv:2: missing field 'Answer'"):
+        prepare_file("bamboogle", "test", src)
 
 
 def test_popqa_bad_json_list_is_named(tmp_path):

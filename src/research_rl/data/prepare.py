@@ -2,7 +2,8 @@
 
 Every row goes through :func:`research_rl.data.rows.map_row`; rows without an answer are counted
 and skipped (the report names where), malformed rows stop the run with file, row and field, and
-two rows with the same id are an error (evaluation resumes by id).
+two rows with the same id are an error (evaluation resumes by id). The report's notes say how a
+file was read (encoding, ids) and its warnings when the rows look like another dataset's.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from research_rl.data.fingerprints import guess_dataset
 from research_rl.data.formats import DatasetFormatError, iter_records
+from research_rl.data.id_maps import IdMap, builtin_id_map, id_map_from_file
 from research_rl.data.rows import NoAnswer, RowContext, check_dataset, map_row
+from research_rl.data.splits import canonical_split
 from research_rl.questions import Question
 
 # The FlashRAG collection on the hub: one folder per dataset, ``<split>.jsonl`` files named
@@ -50,6 +54,8 @@ class PrepareReport:
     source: str
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> rows skipped
     skipped_at: list[str] = field(default_factory=list)  # the first few skipped rows' locations
+    notes: list[str] = field(default_factory=list)  # how the source was read
+    warnings: list[str] = field(default_factory=list)  # what looks wrong but did not stop the run
 
     @property
     def num_skipped(self) -> int:
@@ -61,6 +67,7 @@ class PrepareReport:
             reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
             lines.append(f"skipped {self.num_skipped} rows without an answer ({reasons}), e.g.:")
             lines.extend(f"  {where}" for where in self.skipped_at)
+        lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
@@ -86,15 +93,33 @@ def collect(
     records: Iterable[tuple[str, dict[str, Any]]],
     source: str,
     aliases: dict[str, list[str]] | None = None,
+    id_map: IdMap | None = None,
+    notes: list[str] | None = None,
 ) -> PrepareReport:
-    """Map every record; skip (and count) the ones without an answer; reject duplicate ids."""
+    """Map every record; skip (and count) the ones without an answer; reject duplicate ids.
+
+    ``id_map``: ids of the same questions elsewhere (default: the shipped map for releases without
+    ids, :func:`~research_rl.data.id_maps.builtin_id_map`). ``notes``: filled while ``records``
+    is read (the encoding), reported with the report's own.
+    """
     check_dataset(dataset)
+    split = canonical_split(split)
+    if id_map is None:
+        id_map = builtin_id_map(dataset, split)
     report = PrepareReport(questions=[], source=source)
+    if notes is not None:
+        report.notes = notes  # the reader appends while the rows are read
     first_seen: dict[str, str] = {}
     for index, (where, row) in enumerate(records, start=1):
-        ctx = RowContext(dataset, split, index, where, aliases or {})
+        if index == 1:
+            report.warnings.extend(_other_dataset(dataset, row, source))
+        ctx = RowContext(dataset, split, index, where, aliases or {}, id_map)
         try:
             question = map_row(row, ctx)
+        except DatasetFormatError as err:
+            if report.warnings:  # a bad row of a file read as another dataset: say that too
+                raise DatasetFormatError(f"{err} ({report.warnings[0]})") from None
+            raise
         except NoAnswer as skip:
             report.skipped[skip.reason] += 1
             if len(report.skipped_at) < _SKIP_EXAMPLES:
@@ -106,27 +131,60 @@ def collect(
             )
         first_seen[question.id] = where
         report.questions.append(question)
+    if id_map is not None and id_map.looked_up:
+        report.notes.append(_id_note(id_map))
     return report
 
 
+def _other_dataset(dataset: str, row: dict[str, Any], source: str) -> list[str]:
+    guess = guess_dataset(row)
+    if guess is None or guess.dataset == dataset:
+        return []
+    return [
+        f"{source} is read as {dataset}, but its fields ({guess.evidence}) are those of "
+        f"{guess.dataset}: check --dataset"
+    ]
+
+
+def _id_note(id_map: IdMap) -> str:
+    rows = "rows" if id_map.every_row else "rows without ids"
+    note = (
+        f"ids from {id_map.reference}: {id_map.found} of {id_map.looked_up} {rows} matched "
+        "by question (the rest keep their own or positional ids)"
+    )
+    if id_map.ambiguous:
+        note += f" ({id_map.ambiguous} reference questions appear under two ids: not mapped)"
+    return note
+
+
 def prepare_file(
-    dataset: str, split: str, source: str | Path, aliases_path: str | Path | None = None
+    dataset: str,
+    split: str,
+    source: str | Path,
+    aliases_path: str | Path | None = None,
+    ids_from: str | Path | None = None,
 ) -> PrepareReport:
-    """Read a released file (JSON, JSONL, CSV, TSV, Parquet, or FlashRAG JSONL)."""
+    """Read a released file (JSON, JSONL, CSV, TSV, Parquet, or FlashRAG JSONL).
+
+    ``ids_from``: a file with ids for the same questions (a FlashRAG or Search-R1 split): every
+    row whose question it has takes its id."""
     if aliases_path and dataset != "2wikimultihopqa":
         raise DatasetFormatError(f"{aliases_path}: an alias file only applies to 2wikimultihopqa")
     aliases = read_aliases(aliases_path) if aliases_path else None
-    return collect(dataset, split, iter_records(source), str(source), aliases)
+    id_map = id_map_from_file(ids_from) if ids_from else None
+    notes: list[str] = []
+    return collect(dataset, split, iter_records(source, notes), str(source), aliases, id_map, notes)
 
 
 def prepare_hub(dataset: str, split: str, hub: str = "flashrag") -> PrepareReport:
     """Load from the Hugging Face hub: ``hub="flashrag"`` (every dataset) or ``"native"`` (the
     dataset's own release, for those that have one). Needs network access."""
     check_dataset(dataset)
+    split = canonical_split(split)
     import datasets
 
     if hub == "flashrag":
-        hub_split = {"validation": "dev"}.get(split, split)
+        hub_split = split
         data_file = f"{dataset}/{hub_split}.jsonl"
         source = f"hf://datasets/{FLASHRAG_REPO}/{data_file}"
         ds = _load(

@@ -6,8 +6,10 @@ which the mappers accept too), and both go through :func:`map_row`.
 
 Per dataset, golden answers keep every alias the release gives (MuSiQue ``answer_aliases``,
 TriviaQA ``Aliases``, 2WikiMultiHopQA's alias file, PopQA ``possible_answers``, NQ's answer list),
-de-duplicated in order. A malformed row raises :class:`DatasetFormatError` naming file, row and
-field; a row without any answer raises :class:`NoAnswer`, which the caller counts and skips.
+de-duplicated in order, and every answer column (Bamboogle's ``Answer 2``). A malformed row raises
+:class:`DatasetFormatError` naming file, row and field; a row without any answer raises
+:class:`NoAnswer`, which the caller counts and skips. Rows that mark their gold supporting passages
+(HotpotQA, 2WikiMultiHopQA, MuSiQue) keep them as ``metadata.supporting_passages``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from research_rl.data.formats import DatasetFormatError
+from research_rl.data.id_maps import IdMap
+from research_rl.data.passages import supporting_passages
+from research_rl.data.spreadsheet_dates import readable_dates
 from research_rl.questions import Question
 
 DATASETS = ("musique", "hotpotqa", "2wikimultihopqa", "bamboogle", "nq", "triviaqa", "popqa")
@@ -40,6 +45,8 @@ class RowContext:
     where: str  # "file:line" or "file: row N", for errors
     # 2WikiMultiHopQA: answer entity id -> aliases (from the release's id_aliases.json).
     aliases: dict[str, list[str]] = field(default_factory=dict)
+    # Ids of the same questions elsewhere (FlashRAG/Search-R1), for rows without ids or all rows.
+    id_map: IdMap | None = None
 
     def error(self, key: str, problem: str) -> DatasetFormatError:
         return DatasetFormatError(f"{self.where}: field '{key}': {problem}")
@@ -55,8 +62,13 @@ def map_row(row: dict[str, Any], ctx: RowContext) -> Question:
     """Map one row of ``ctx.dataset``; rows already in the FlashRAG collection format
     (``golden_answers``) are accepted for every dataset."""
     if "golden_answers" in row:
-        return _flashrag(row, ctx)
-    return _MAPPERS[check_dataset(ctx.dataset)](row, ctx)
+        question = _flashrag(row, ctx)
+    else:
+        question = _MAPPERS[check_dataset(ctx.dataset)](row, ctx)
+    supporting = supporting_passages(row, ctx.where)
+    if supporting is not None:
+        question.metadata["supporting_passages"] = [{"title": t, "text": x} for t, x in supporting]
+    return question
 
 
 # --- field helpers ----------------------------------------------------------------------------
@@ -79,10 +91,11 @@ def _text(row: dict[str, Any], keys: tuple[str, ...], ctx: RowContext) -> str:
     return value.strip()
 
 
-def _row_id(row: dict[str, Any], keys: tuple[str, ...], ctx: RowContext) -> str:
+def _row_id(row: dict[str, Any], keys: tuple[str, ...], ctx: RowContext) -> str | None:
+    """The row's own id; ``None`` for releases without ids (Bamboogle, NQ-open)."""
     key = _first_key(row, keys)
-    if key is None:  # releases without ids (Bamboogle, NQ-open): position in the source
-        return f"{ctx.dataset}-{ctx.split}-{ctx.index}"
+    if key is None:
+        return None
     value = row[key]
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ctx.error(key, f"expected a string id, got {type(value).__name__}")
@@ -132,9 +145,19 @@ def _require_answers(answers: list[str], ctx: RowContext) -> list[str]:
     return answers
 
 
-def _question(qid: str, text: str, answers: list[str], ctx: RowContext, **meta: Any) -> Question:
+def _question(
+    own_id: str | None, text: str, answers: list[str], ctx: RowContext, **meta: Any
+) -> Question:
     metadata = {"dataset": ctx.dataset, "split": ctx.split}
     metadata.update({k: v for k, v in meta.items() if v is not None})
+    qid = own_id
+    id_map = ctx.id_map
+    if id_map is not None and (own_id is None or id_map.every_row):
+        qid = id_map.lookup(text) or own_id
+        if own_id is not None and qid != own_id:
+            metadata["source_id"] = own_id
+    if qid is None:  # no id of its own, none mapped: its position in the source
+        qid = f"{ctx.dataset}-{ctx.split}-{ctx.index}"
     return Question(id=qid, question=text, golden_answers=answers, metadata=metadata)
 
 
@@ -206,15 +229,26 @@ def _2wikimultihopqa(row: dict[str, Any], ctx: RowContext) -> Question:
     )
 
 
+BAMBOOGLE_RELEASE_YEAR = 2022  # no answer can be dated later: the century of a re-typed date
+
+
 def _bamboogle(row: dict[str, Any], ctx: RowContext) -> Question:
-    """Bamboogle CSV: ``Question,Answer`` (no ids: the row position is the id)."""
+    """Bamboogle CSV as released: ``Question,,,,Answer,Answer 2`` (every ``Answer*`` column is a
+    golden answer; no ids), or the hub's ``Question``/``Answer`` rows. Answers a spreadsheet
+    re-typed as dates (``29-May-32``) get their readable forms as aliases."""
     qid = _row_id(row, ("id",), ctx)
     text = _text(row, ("Question", "question"), ctx)
-    key = _first_key(row, ("Answer", "answer")) or "Answer"
-    answer = row.get(key)
-    if answer is not None and not isinstance(answer, str):
-        raise ctx.error(key, f"expected a string, got {type(answer).__name__}")
-    answers = _answer_strings([answer or ""], key, ctx)
+    keys = [k for k in row if k.strip().lower().startswith("answer")]
+    if not keys:
+        raise DatasetFormatError(f"{ctx.where}: missing field 'Answer'")
+    values: list[Any] = []
+    for key in keys:
+        answer = row[key]
+        if answer is not None and not isinstance(answer, str):
+            raise ctx.error(key, f"expected a string, got {type(answer).__name__}")
+        if answer:
+            values += [answer, *readable_dates(answer, BAMBOOGLE_RELEASE_YEAR)]
+    answers = _answer_strings(values, keys[0], ctx)
     return _question(qid, text, _require_answers(answers, ctx), ctx)
 
 
