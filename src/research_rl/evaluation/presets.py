@@ -36,7 +36,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "research": Preset(
         name="research",
-        paper="ReSearch (arXiv 2503.19470)",
+        paper="ReSearch, arXiv 2503.19470",
         topk=5,
         datasets=(
             ("hotpotqa", "dev"),
@@ -50,7 +50,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "search-r1": Preset(
         name="search-r1",
-        paper="Search-R1 (arXiv 2503.09516)",
+        paper="Search-R1, arXiv 2503.09516",
         topk=3,
         datasets=(
             ("nq", "test"),
