@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from report_eval_runs import write_real_eval_dir
@@ -11,6 +12,7 @@ from research_rl.cli import app
 from research_rl.evaluation.card import ProtocolMismatchError
 from research_rl.report import build_report
 
+TINY_TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 _DATA = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 
 
@@ -90,3 +92,20 @@ def test_evaluations_under_one_card_share_a_table(tmp_path):
         "b research",
         "b rag",
     ]
+
+
+def test_a_training_runs_validation_card_is_shown(tmp_path):
+    from report_synthetic import write_training_run
+
+    from research_rl.evaluation.card import validation_card, write_card
+    from research_rl.questions import read_questions
+    from research_rl.training.run import load_train_config
+
+    run = write_training_run(tmp_path / "run", steps=2, questions=1, val_every=2)
+    cfg = load_train_config(TINY_TRAIN_CONFIG)
+    questions = read_questions(cfg.data.validation, limit=cfg.data.max_validation_questions)
+    write_card(run / "rollouts" / "val" / "card.json", validation_card(cfg, questions))
+    data = page_data(build_report(run, figures=False))
+    (card,) = data["cards"]
+    assert card["title"] == "Validation protocol card (rollouts/val/card.json)"
+    assert json.loads(card["text"])["protocol"]["datasets"]["validation"]["questions"] == 4

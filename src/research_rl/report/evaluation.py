@@ -49,6 +49,10 @@ def eval_rows(obj: Any) -> list[dict[str, Any]] | None:
     return None
 
 
+def _json(card: Any) -> str:
+    return json.dumps(card, indent=2, ensure_ascii=False)
+
+
 def _run_name(rel: str) -> str:
     parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
     return parent or "."
@@ -71,6 +75,8 @@ def evaluation_section(run: RunData, allow_different: bool = False) -> EvalSecti
         rel: rows for rel, obj in run.eval_results.items() if (rows := eval_rows(obj)) is not None
     }
     section = EvalSection()
+    for rel, card in run.val_cards.items():  # what the validation figures were measured under
+        section.cards.append({"title": f"Validation protocol card ({rel})", "text": _json(card)})
     if not runs:
         return section
     names = [_run_name(rel) for rel in runs]
@@ -116,7 +122,5 @@ def evaluation_section(run: RunData, allow_different: bool = False) -> EvalSecti
         )
     for name, card in zip(names, cards, strict=True):
         if card is not None:
-            section.cards.append(
-                {"title": f"Protocol card ({name})", "text": json.dumps(card, indent=2)}
-            )
+            section.cards.append({"title": f"Protocol card ({name})", "text": _json(card)})
     return section

@@ -173,7 +173,7 @@
   }
 
   // ---- tables --------------------------------------------------------------------------------
-  if (D.tables.length || D.eval_charts.length) {
+  if (D.tables.length || D.eval_charts.length || D.cards.length) {
     show("tables"); addNav("tables", "Evaluation");
     for (const note of D.eval_notes) document.getElementById("eval-notes").appendChild(el("p", { class: "note" }, note));
     for (const c of D.eval_charts) drawChart(document.getElementById("eval-charts"), c);
