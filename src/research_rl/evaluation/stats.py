@@ -38,8 +38,30 @@ def _matrix(scores: Sequence[float] | Sequence[Sequence[float]] | np.ndarray) ->
     return m
 
 
-def _rows_per_chunk(n: int) -> int:
-    return max(1, _CHUNK_CELLS // max(n, 1))
+def _rows_per_chunk(cells_per_row: int) -> int:
+    return max(1, _CHUNK_CELLS // max(cells_per_row, 1))
+
+
+def _replicates(stack: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Bootstrap replicates of the mean of each ``seeds x questions`` matrix in ``stack``
+    (``k x seeds x questions``), all from the same draws: ``k x resamples``."""
+    k, n_seeds, n = stack.shape
+    rng = np.random.default_rng(seed)
+    out = np.empty((k, resamples))
+    step = _rows_per_chunk(n * k)
+    for start in range(0, resamples, step):
+        b = min(step, resamples - start)
+        if n_seeds == 1:
+            per_question = np.broadcast_to(stack[:, 0, None, :], (k, b, n))
+        else:
+            # How often each seed is drawn in each replicate, then each question's mean over them.
+            picks = rng.integers(0, n_seeds, size=(b, n_seeds))
+            weights = (picks[:, :, None] == np.arange(n_seeds)).sum(axis=1) / n_seeds
+            per_question = np.einsum("bs,ksn->kbn", weights, stack)
+        questions = rng.integers(0, n, size=(b, n), dtype=np.int32)  # int32: half the draw time
+        drawn = np.take_along_axis(per_question, np.broadcast_to(questions, (k, b, n)), axis=2)
+        out[:, start : start + b] = drawn.mean(axis=2)
+    return out
 
 
 def bootstrap_means(
@@ -48,23 +70,27 @@ def bootstrap_means(
     seed: int = 0,
 ) -> np.ndarray:
     """``resamples`` bootstrap replicates of the mean of ``scores`` (see the module docstring)."""
-    m = _matrix(scores)
-    n_seeds, n = m.shape
-    rng = np.random.default_rng(seed)
-    out = np.empty(resamples)
-    step = _rows_per_chunk(n)
-    for start in range(0, resamples, step):
-        b = min(step, resamples - start)
-        if n_seeds == 1:
-            per_question = np.broadcast_to(m[0], (b, n))
-        else:
-            # How often each seed is drawn in each replicate, then each question's mean over them.
-            picks = rng.integers(0, n_seeds, size=(b, n_seeds))
-            weights = (picks[:, :, None] == np.arange(n_seeds)).sum(axis=1) / n_seeds
-            per_question = weights @ m
-        questions = rng.integers(0, n, size=(b, n))
-        out[start : start + b] = np.take_along_axis(per_question, questions, axis=1).mean(axis=1)
-    return out
+    return _replicates(_matrix(scores)[None], resamples, seed)[0]
+
+
+def bootstrap_intervals(
+    matrices: Sequence[Sequence[float] | Sequence[Sequence[float]] | np.ndarray],
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> list[tuple[float, float] | None]:
+    """:func:`bootstrap_interval` of several metrics over the same questions (and seeds), from one
+    set of draws: the metrics of one table row cost one bootstrap, not one each."""
+    stack = [_matrix(m) for m in matrices]
+    if not stack:
+        return []
+    if any(m.shape != stack[0].shape for m in stack):
+        raise ValueError("bootstrap_intervals needs matrices of one shape (the same questions)")
+    if stack[0].size == 0:
+        return [None] * len(stack)
+    tail = (1 - confidence) / 2
+    bounds = np.quantile(_replicates(np.stack(stack), resamples, seed), [tail, 1 - tail], axis=1)
+    return [(float(lo), float(hi)) for lo, hi in bounds.T]
 
 
 def bootstrap_interval(
@@ -74,12 +100,7 @@ def bootstrap_interval(
     seed: int = 0,
 ) -> tuple[float, float] | None:
     """The percentile bootstrap interval of the mean; None without any score."""
-    m = _matrix(scores)
-    if m.size == 0:
-        return None
-    tail = (1 - confidence) / 2
-    lo, hi = np.quantile(bootstrap_means(m, resamples, seed), [tail, 1 - tail])
-    return float(lo), float(hi)
+    return bootstrap_intervals([scores], confidence, resamples, seed)[0]
 
 
 @dataclass(frozen=True)
@@ -126,15 +147,19 @@ def paired_test(
     if n == 0:
         raise ValueError("no question is in both runs: nothing to compare")
     d = x - y
-    observed = abs(d.mean())
+    # Questions both runs score alike flip to the same statistic under any sign: only the others
+    # are drawn (with 0/1 scores, the discordant pairs of McNemar's test).
+    moved = d[d != 0]
+    observed = abs(moved.sum())
     rng = np.random.default_rng(seed)
     at_least = 0
-    step = _rows_per_chunk(n)
+    step = _rows_per_chunk(len(moved))
     for start in range(0, permutations, step):
         k = min(step, permutations - start)
-        signs = rng.integers(0, 2, size=(k, n)) * 2 - 1
+        flipped = rng.integers(0, 2, size=(k, len(moved)), dtype=np.int8).astype(np.float64)
+        sums = moved.sum() - 2 * (flipped @ moved)  # the sum with the flipped signs negated
         # A tolerance: flips that reproduce the observed split must count, despite rounding.
-        at_least += int(np.sum(np.abs((signs * d).mean(axis=1)) >= observed - 1e-12))
+        at_least += int(np.sum(np.abs(sums) >= observed - 1e-9))
     interval = bootstrap_interval(d, confidence, resamples, seed)
     assert interval is not None
     return PairedResult(

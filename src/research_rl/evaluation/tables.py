@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from research_rl.evaluation.metrics import summarize
-from research_rl.evaluation.stats import bootstrap_interval
+from research_rl.evaluation.stats import bootstrap_intervals
 
 INTERVAL_METRICS = ("em", "f1", "cover_em", "judge", "valid_format")
 COST_COLUMNS = ("model_calls", "retriever_calls", "response_tokens")
@@ -57,11 +57,14 @@ def question_scores(rows: Sequence[Mapping[str, Any]], metric: str) -> dict[str,
     return out
 
 
-def score_matrix(runs: Sequence[Sequence[Mapping[str, Any]]], metric: str) -> list[list[float]]:
-    """``seeds x questions``: the questions every seed scored, in the first seed's order."""
+def score_matrix(
+    runs: Sequence[Sequence[Mapping[str, Any]]], metric: str
+) -> tuple[list[str], list[list[float]]]:
+    """(question ids, ``seeds x questions`` scores): the questions every seed scored, in the first
+    seed's order."""
     per_seed = [question_scores(rows, metric) for rows in runs]
     shared = [q for q in per_seed[0] if all(q in s for s in per_seed[1:])] if per_seed else []
-    return [[s[q] for q in shared] for s in per_seed]
+    return shared, [[s[q] for q in shared] for s in per_seed]
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -85,12 +88,20 @@ def table_row(
         "n": len(runs[0]) if runs else 0,
         "seeds": len(runs),
     }
+    # Metrics over the same questions share one bootstrap (the judge's may cover fewer).
+    by_questions: dict[tuple[str, ...], list[tuple[str, list[list[float]]]]] = {}
     for metric in INTERVAL_METRICS:
-        matrix = score_matrix(runs, metric)
-        cells = [v for seed_row in matrix for v in seed_row]
-        interval = bootstrap_interval(matrix, confidence, resamples, seed) if cells else None
-        row[metric] = _mean(cells)
-        row[f"{metric}_lo"], row[f"{metric}_hi"] = interval or (None, None)
+        ids, matrix = score_matrix(runs, metric)
+        by_questions.setdefault(tuple(ids), []).append((metric, matrix))
+    for ids, group in by_questions.items():
+        bounds = (
+            bootstrap_intervals([m for _, m in group], confidence, resamples, seed)
+            if ids
+            else [None] * len(group)
+        )
+        for (metric, matrix), interval in zip(group, bounds, strict=True):
+            row[metric] = _mean([v for seed_row in matrix for v in seed_row])
+            row[f"{metric}_lo"], row[f"{metric}_hi"] = interval or (None, None)
     for column in COST_COLUMNS:
         row[column] = _mean([float(r[column]) for r in pooled if r.get(column) is not None])
     return row
