@@ -104,7 +104,8 @@ def table_row(
             row[f"{metric}_lo"], row[f"{metric}_hi"] = interval or (None, None)
     for column in COST_COLUMNS:
         row[column] = _mean([float(r[column]) for r in pooled if r.get(column) is not None])
-    return row
+    ordered = {k: row[k] for k in TABLE_COLUMNS if k in row}  # results.json keys: column order
+    return {**ordered, **row}
 
 
 # -- formats -----------------------------------------------------------------------------------
