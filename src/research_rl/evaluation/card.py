@@ -56,6 +56,15 @@ class ProtocolMismatchError(ConfigError):
     """Results evaluated under different protocols, put together without being told to."""
 
 
+def where(path: str | None) -> str | None:
+    """A path as the card records it: absolute when it exists here, else as written (a hub
+    name, a URL)."""
+    if path is None:
+        return None
+    p = Path(path)
+    return str(p.resolve()) if p.exists() else path
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -147,7 +156,7 @@ def retrieval_section(index: str | None = None, url: str | None = None) -> dict[
             "size": pick("corpus_size", "corpus_bytes"),
         },
         "where": {
-            "index": index,
+            "index": where(index),
             "url": url,
             "corpus": m.get("corpus_source") or m.get("corpus_path"),
         },
@@ -199,7 +208,7 @@ def _audit_section(path: str | None) -> dict[str, Any] | None:
         report = json.loads(text)
     except ValueError as err:
         raise ConfigError(f"audit: {p}: not a JSON audit report ({err})") from None
-    return {"path": str(p), "sha256": sha256_text(text), "report": report}
+    return {"path": where(str(p)), "sha256": sha256_text(text), "report": report}
 
 
 def _rollout_section(rollout: RolloutConfig) -> dict[str, Any]:
@@ -300,7 +309,7 @@ def eval_card(
         seeds=cfg.seeds,
         judge=judge,
         model={
-            "path": m.path,
+            "path": where(m.path),
             "revision": model_revision(m.path),
             "backend": m.backend,
             "served_name": m.name,
@@ -310,7 +319,7 @@ def eval_card(
         audit=cfg.audit,
         stats=cfg.stats.model_dump(mode="json"),
         provenance={
-            "datasets": {d.name: d.path for d in cfg.datasets},
+            "datasets": {d.name: where(d.path) for d in cfg.datasets},
             "model_url": m.url,
             "judge_url": cfg.judge.url if cfg.judge is not None else None,
             "replayed_from": replayed_from,
@@ -336,11 +345,11 @@ def validation_card(cfg: Any, questions: Sequence[Question]) -> dict[str, Any]:
         seeds=1,
         judge=None,
         model={
-            "path": cfg.model.path,
+            "path": where(cfg.model.path),
             "revision": "the policy at each validation step (rollouts/val/step_N.jsonl)",
             "backend": cfg.generation.backend,
         },
-        provenance={"datasets": {"validation": cfg.data.validation}},
+        provenance={"datasets": {"validation": where(cfg.data.validation)}},
     )
 
 
