@@ -260,21 +260,34 @@ def test_seeds_sample_every_question_n_times(world, tokenizer, make_config, tmp_
 
 
 def test_presets_refuse_a_config_that_is_not_the_papers(make_config, tmp_path):
+    from research_rl.evaluation.presets import check_preset
+
+    cfg = validate_config(make_config(tmp_path, preset="research", limit=5), EvalConfig)
     with pytest.raises(ConfigError) as err:
-        validate_config(make_config(tmp_path, preset="research", limit=5), EvalConfig, "e.yaml")
-    message = str(err.value)
-    assert "preset 'research' (ReSearch, arXiv 2503.19470) retrieves top-5" in message
-    assert "rollout.topk is 2" in message and "add a 'judge' section" in message
-    assert "limit is 5" in message
+        check_preset(cfg)
+    assert str(err.value) == (
+        "preset 'research' (ReSearch, arXiv 2503.19470) retrieves top-5: rollout.topk is 2; "
+        "preset 'research' (ReSearch, arXiv 2503.19470) reports LLM-judge accuracy: add a "
+        "'judge' section; preset 'research' (ReSearch, arXiv 2503.19470) evaluates every "
+        "question: limit is 5 (drop it or the preset)"
+    )
     with pytest.raises(ConfigError, match="retrieves top-3"):
-        validate_config(make_config(tmp_path, preset="search-r1"), EvalConfig, "e.yaml")
+        check_preset(validate_config(make_config(tmp_path, preset="search-r1"), EvalConfig))
+    # The CLI refuses before it loads the model.
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump(make_config(tmp_path, preset="search-r1")))
+    refused = CliRunner().invoke(app, ["eval", "--config", str(config)])
+    assert refused.exit_code == 2 and "retrieves top-3: rollout.topk is 2" in refused.output
+    assert "got {" not in refused.output
 
     from research_rl.config import load_config
 
     paper = load_config(REPO / "configs" / "eval-qwen2.5-7b-wiki18.yaml", EvalConfig)
     assert paper.preset == "research"
+    check_preset(paper)
     searchr1 = load_config(REPO / "configs" / "eval-searchr1-protocol.yaml", EvalConfig)
     assert searchr1.preset == "search-r1" and len(searchr1.datasets) == 7
+    check_preset(searchr1)
 
 
 def test_preset_datasets_are_read_from_the_prepared_files(shared_data, tmp_path):

@@ -1,8 +1,8 @@
 """The two evaluation protocols papers in the field report, as named presets.
 
 A config that names a preset (``preset: research``) must match it: what the config says is checked
-when it is loaded, which datasets and splits its question files hold when the run starts. Each
-mismatch is named, so a number printed under a preset's name was produced under that protocol.
+before the model is loaded, which datasets and splits its question files hold when the run starts.
+Each mismatch is named, so a number printed under a preset's name was produced under that protocol.
 
 - ``research``: ReSearch (arXiv 2503.19470): models trained on MuSiQue, evaluated with top-5
   passages, greedy decoding, on the HotpotQA, 2WikiMultiHopQA and MuSiQue dev sets and the Bamboogle
@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from research_rl.config import ConfigError
 
 if TYPE_CHECKING:
     from research_rl.evaluation.config import EvalConfig
@@ -84,6 +86,18 @@ def config_deviations(cfg: EvalConfig) -> list[str]:
     if cfg.limit is not None:
         out.append(f"{why} evaluates every question: limit is {cfg.limit} (drop it or the preset)")
     return out
+
+
+def check_preset(cfg: EvalConfig, datasets: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Raise a :class:`ConfigError` naming every way ``cfg`` (and, when given, the card's
+    ``datasets`` section) differs from its preset; nothing without a preset."""
+    if cfg.preset is None:
+        return
+    wrong = config_deviations(cfg)
+    if datasets is not None:
+        wrong += dataset_deviations(cfg.preset, datasets)
+    if wrong:
+        raise ConfigError("; ".join(wrong))
 
 
 def dataset_deviations(preset_name: str, datasets: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -40,7 +40,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from research_rl.config import ConfigError, dump_config
+from research_rl.config import dump_config
 from research_rl.evaluation.card import (
     CARD_FILE,
     ProtocolMismatchError,
@@ -54,6 +54,7 @@ from research_rl.evaluation.config import SEED_STRIDE, EvalConfig
 from research_rl.evaluation.judge import Judge
 from research_rl.evaluation.methods import LockedRetriever, MethodRunner
 from research_rl.evaluation.metrics import answer_metrics
+from research_rl.evaluation.presets import check_preset
 from research_rl.evaluation.replay import (
     STORE_DIR,
     RecordingRetriever,
@@ -174,6 +175,7 @@ class Evaluation:
         return self.out / "predictions" / f"{dataset}__{method}{suffix}.jsonl"
 
     def run(self) -> list[dict[str, Any]]:
+        check_preset(self.cfg)
         (self.out / "predictions").mkdir(parents=True, exist_ok=True)
         dump_config(self.cfg, self.out / "config.yaml")
         questions = {
@@ -234,12 +236,7 @@ class Evaluation:
             self.retrieval,
             replayed_from=str(self.store.path) if self.cfg.replay and self.store else None,
         )
-        if self.cfg.preset is not None:
-            from research_rl.evaluation.presets import dataset_deviations
-
-            wrong = dataset_deviations(self.cfg.preset, card["protocol"]["datasets"])
-            if wrong:
-                raise ConfigError(f"datasets: {'; '.join(wrong)}")
+        check_preset(self.cfg, card["protocol"]["datasets"])
         old = read_card(self.out)
         if old is not None:
             # More questions (a larger limit) or more seeds extend a run; anything else would mix
@@ -424,6 +421,7 @@ def open_evaluation(cfg: EvalConfig, progress: bool = True) -> Evaluation:
 
     from research_rl.retrieval import make_retriever
 
+    check_preset(cfg)  # before loading a model that would not be evaluated
     m = cfg.model
     tokenizer = AutoTokenizer.from_pretrained(m.path)
     if m.backend == "hf":
