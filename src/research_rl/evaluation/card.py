@@ -211,8 +211,13 @@ def _audit_section(path: str | None) -> dict[str, Any] | None:
     return {"path": where(str(p)), "sha256": sha256_text(text), "report": report}
 
 
-def _rollout_section(rollout: RolloutConfig) -> dict[str, Any]:
+def template_sha256(rollout: RolloutConfig) -> str:
+    """The research method's prompt, as loaded (built-in or the user's file), hashed."""
     template = rollout.load_template()
+    return sha256_json([template.kind, template.text, template.system])
+
+
+def _rollout_section(rollout: RolloutConfig) -> dict[str, Any]:
     settings = {
         k: v
         for k, v in rollout.model_dump(mode="json").items()
@@ -221,7 +226,7 @@ def _rollout_section(rollout: RolloutConfig) -> dict[str, Any]:
     return {
         "profile": rollout_profile(rollout),
         **settings,
-        "template_sha256": sha256_json([template.kind, template.text, template.system]),
+        "template_sha256": template_sha256(rollout),
         "stop": list(tags.STOP_STRINGS),
     }
 
@@ -290,7 +295,7 @@ def eval_card(
     }
     prompts = {m: sha256_text(texts[m]) for m in cfg.methods if m in texts}
     if "research" in cfg.methods:
-        prompts["research"] = _rollout_section(cfg.rollout)["template_sha256"]
+        prompts["research"] = template_sha256(cfg.rollout)
     judge = None
     if cfg.judge is not None:
         judge = {
@@ -334,13 +339,12 @@ def validation_card(cfg: Any, questions: Sequence[Question]) -> dict[str, Any]:
     """The card of a training run's validation passes (``cfg`` a ``TrainConfig``): greedy
     rollouts of the policy on the validation questions, scored by the rule reward's metrics."""
     r = cfg.retriever
-    template = _rollout_section(cfg.rollout)["template_sha256"]
     return build_card(
         datasets={"validation": questions},
         methods=["research"],
         rollout=cfg.rollout,
         retrieval=retrieval_section(r.index, r.url),
-        prompts={"research": template},
+        prompts={"research": template_sha256(cfg.rollout)},
         sampling={"temperature": 0.0, "top_p": 1.0, "top_k": 0, "seed": None},
         seeds=1,
         judge=None,

@@ -18,7 +18,9 @@ from research_rl.config import ConfigError
 from research_rl.evaluation.card import Difference, read_card, require_same_protocol
 from research_rl.evaluation.runner import (
     TIMINGS_FILE,
+    prediction_file,
     read_predictions,
+    read_timings,
     seconds_per_question,
 )
 from research_rl.evaluation.stats import SIGNIFICANCE, PairedResult, paired_test
@@ -53,8 +55,7 @@ class EvalRun:
         row = self.row(dataset, method) or {}
         sums: dict[str, list[float]] = {}
         for seed in range(int(row.get("seeds") or 1)):
-            suffix = f"__seed{seed}" if seed else ""
-            path = self.path / "predictions" / f"{dataset}__{method}{suffix}.jsonl"
+            path = prediction_file(self.path, dataset, method, seed)
             for qid, v in question_scores(list(read_predictions(path).values()), metric).items():
                 sums.setdefault(qid, []).append(v)
         return {q: sum(v) / len(v) for q, v in sums.items()}
@@ -69,12 +70,7 @@ def load_run(path: str | Path, name: str) -> EvalRun:
         rows = json.loads(results.read_text(encoding="utf-8"))["results"]
     except (ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"{results}: not an evaluation results file ({err})") from None
-    seconds = {}
-    if (p / TIMINGS_FILE).is_file():
-        try:
-            seconds = seconds_per_question(json.loads((p / TIMINGS_FILE).read_text()))
-        except (ValueError, AttributeError):
-            seconds = {}
+    seconds = seconds_per_question(read_timings(p / TIMINGS_FILE))
     return EvalRun(p, name, read_card(p), rows, seconds)
 
 

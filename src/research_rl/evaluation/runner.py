@@ -50,7 +50,7 @@ from research_rl.evaluation.card import (
     retrieval_section,
     write_card,
 )
-from research_rl.evaluation.config import SEED_STRIDE, EvalConfig
+from research_rl.evaluation.config import SEED_STRIDE, EvalConfig, Method
 from research_rl.evaluation.judge import Judge
 from research_rl.evaluation.methods import LockedRetriever, MethodRunner
 from research_rl.evaluation.metrics import answer_metrics
@@ -67,6 +67,12 @@ from research_rl.questions import Question, QuestionFileError, read_questions
 from research_rl.trajectory import Trajectory
 
 TIMINGS_FILE = "timings.json"
+
+
+def prediction_file(run_dir: Path, dataset: str, method: str, seed: int = 0) -> Path:
+    """Where a run keeps the predictions of a dataset, method and seed (``__seed<k>``, k > 0)."""
+    suffix = f"__seed{seed}" if seed else ""
+    return Path(run_dir) / "predictions" / f"{dataset}__{method}{suffix}.jsonl"
 
 
 class PredictionFileError(QuestionFileError):
@@ -167,12 +173,10 @@ class Evaluation:
         self.show_progress = progress
         self.store: RetrievalStore | None = None
         self.retrieval: dict[str, Any] | None = None  # the card's retriever and corpus sections
-        self.card: dict[str, Any] | None = None
         self.timings: dict[str, dict[str, float]] = {}
 
     def prediction_path(self, dataset: str, method: str, seed: int = 0) -> Path:
-        suffix = f"__seed{seed}" if seed else ""
-        return self.out / "predictions" / f"{dataset}__{method}{suffix}.jsonl"
+        return prediction_file(self.out, dataset, method, seed)
 
     def run(self) -> list[dict[str, Any]]:
         check_preset(self.cfg)
@@ -183,7 +187,7 @@ class Evaluation:
         }
         self._open_retrieval()
         self._write_card(questions)
-        self.timings = _read_timings(self.out / TIMINGS_FILE)
+        self.timings = read_timings(self.out / TIMINGS_FILE)
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -242,9 +246,7 @@ class Evaluation:
             # More questions (a larger limit) or more seeds extend a run; anything else would mix
             # two protocols (or two models) in one predictions file.
             changed = differences([old, card], ignore=("datasets", "seeds"))
-            changed += differences(
-                [{"protocol": c["subject"]["model"]} for c in (old, card)], ignore=("backend",)
-            )
+            changed += differences([_model_identity(old), _model_identity(card)])
             if changed:
                 raise ProtocolMismatchError(
                     f"{self.out} holds an evaluation under another protocol or model "
@@ -252,15 +254,14 @@ class Evaluation:
                     f"with this run's: choose another output_dir (see {self.out / CARD_FILE})"
                 )
         write_card(self.out / CARD_FILE, card)
-        self.card = card
 
-    def _runner(self, method: str, seed: int) -> MethodRunner:
+    def _runner(self, method: Method, seed: int) -> MethodRunner:
         cfg = self.cfg
         if seed:
             base = cfg.sampling.seed or 0
             sampling = cfg.sampling.model_copy(update={"seed": base + SEED_STRIDE * seed})
             cfg = cfg.model_copy(update={"sampling": sampling})
-        return MethodRunner(method, self.backend, self.tokenizer, self.retriever, cfg)  # type: ignore[arg-type]
+        return MethodRunner(method, self.backend, self.tokenizer, self.retriever, cfg)
 
     # -- generation ----------------------------------------------------------------------------
     def _generate(
@@ -380,7 +381,15 @@ class Evaluation:
         (self.out / "results.csv").write_text(results_csv(table), encoding="utf-8")
 
 
-def _read_timings(path: Path) -> dict[str, dict[str, Any]]:
+def _model_identity(card: dict[str, Any]) -> dict[str, Any]:
+    """The model a card's predictions came from, shaped for :func:`differences` (a backend may
+    change between two resumed runs; the weights may not)."""
+    model = card.get("subject", {}).get("model", {})
+    return {"protocol": {"model": model.get("path"), "model_revision": model.get("revision")}}
+
+
+def read_timings(path: Path) -> dict[str, dict[str, Any]]:
+    """A ``timings.json`` ({} when missing or unreadable: wall time is informative only)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
