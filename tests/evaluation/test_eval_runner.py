@@ -88,20 +88,30 @@ def test_tables_in_markdown_csv_and_json(setup, tokenizer):
     evaluation, out = setup
     evaluation(CountingBackend(tokenizer)).run()
     md = (out / "results.md").read_text()
-    assert "| tiny | research | 3 | 33.3 | " in md
-    assert "EM (%)" in md and "| direct | 33.3 |" in md
+    # 1 of 3 right: the interval of 3 questions spans every resampled rate, 0 to 100%.
+    assert "| tiny | research | 3 | 33.3 [0.0, 100.0] | " in md
+    assert "EM (%)" in md and "| direct | 33.3 [0.0, 100.0] |" in md
+    assert "| model calls | retriever calls | generated tokens |" in md
+    assert "s / question" not in md  # wall time differs between runs: timings.json has it
     csv_lines = (out / "results.csv").read_text().splitlines()
-    assert csv_lines[0] == (
-        "dataset,method,n,em,f1,cover_em,judge,judge_failed,searches,response_tokens,valid_format"
-    )
-    assert csv_lines[1].startswith("tiny,research,3,0.333")
+    assert csv_lines[0].startswith("dataset,method,n,seeds,em,em_lo,em_hi,f1,f1_lo,f1_hi,")
+    assert csv_lines[0].endswith(",model_calls,retriever_calls,response_tokens")
+    assert csv_lines[1].startswith("tiny,research,3,1,0.333")
     results = json.loads((out / "results.json").read_text())
     assert [(r["dataset"], r["method"]) for r in results["results"]] == [
         ("tiny", "research"),
         ("tiny", "direct"),
     ]
-    assert results["config"]["methods"] == ["research", "direct"]
+    assert set(results) == {"results"}  # no paths: config.yaml and card.json hold them
+    row = results["results"][0]
+    assert (row["em_lo"], row["em_hi"]) == (0.0, 1.0)
+    assert (row["model_calls"], row["retriever_calls"]) == (1.0, 0.0)  # answered at once
     assert (out / "config.yaml").is_file()
+    card = json.loads((out / "card.json").read_text())
+    assert card["subject"]["methods"] == ["research", "direct"]
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["generation"]["tiny__research"]["questions"] == 3
+    assert timings["generation"]["tiny__research"]["seconds"] > 0
 
 
 def test_limit_and_cut_short_last_line(setup, tokenizer):

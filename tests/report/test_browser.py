@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -257,3 +258,31 @@ def test_demo_run_shows_before_and_after(browser, tmp_path):
         "Array.from(document.getElementById('f-source').options).map(o => o.text)"
     )
     assert {"eval: before (6)", "eval: after (6)"} <= set(sources)
+
+
+def test_evaluations_show_their_cards_the_cost_plot_and_the_differences(browser, tmp_path):
+    from report_eval_runs import write_real_eval_dir
+
+    write_real_eval_dir(tmp_path / "runs" / "top2", topk=2)
+    write_real_eval_dir(tmp_path / "runs" / "top3", topk=3)
+    html = build_report(tmp_path / "runs", figures=False, allow_different=True).html
+    assert_offline_and_clean(open_report(browser, html), html)
+    shown = browser.evaluate("""({
+      notes: Array.from(document.querySelectorAll('#eval-notes p')).map(p => p.textContent),
+      points: document.querySelectorAll('#eval-charts .chart rect.val-point').length,
+      cards: Array.from(document.querySelectorAll('#card-list summary')).map(s => s.textContent),
+      header: Array.from(document.querySelectorAll('#table-list th')).map(th => th.textContent),
+      cell: document.querySelector('#table-list tr:nth-child(2) td:nth-child(6)').textContent})""")
+    assert len(shown["notes"]) == 1 and "topk (2 vs 3)" in shown["notes"][0]
+    assert shown["points"] == 4  # research and rag of each run, at their retriever calls
+    assert shown["cards"] == ["Protocol card (top2)", "Protocol card (top3)"]
+    assert shown["header"][:6] == ["run", "dataset", "method", "n", "seeds", "EM"]
+    assert re.fullmatch(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", shown["cell"])  # EM with its interval
+    hover = browser.evaluate("""(() => {
+      const chart = document.querySelector('#eval-charts .chart');
+      const overlay = chart.querySelector('svg rect[fill=transparent]');
+      const r = overlay.getBoundingClientRect();
+      overlay.dispatchEvent(new MouseEvent('mousemove',
+        {clientX: r.left + r.width / 2, clientY: r.top + 5, bubbles: true}));
+      return chart.querySelector('.tip').textContent; })()""")
+    assert hover.startswith("retriever calls 1")

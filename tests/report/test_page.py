@@ -145,7 +145,7 @@ def test_evaluation_only_dir_has_tables_and_no_figures(tmp_path):
     data = _data(result.html.read_text())
     assert result.figures == [] and data["charts"] == []
     (table,) = data["tables"]  # the results rows, not the config beside them
-    assert table["columns"] == ["dataset", "method", "n", "em", "f1", "searches"]
+    assert table["columns"] == ["dataset", "method", "n", "EM", "F1", "searches"]
     assert {(r[0], r[1]) for r in table["rows"]} == {
         (d, m) for d in ("synthetic_hop", "synthetic_bridge") for m in ("naive", "research")
     }

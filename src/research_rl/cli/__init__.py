@@ -21,7 +21,7 @@ app.command("rollout")(rollout.rollout)
 app.command("train")(train.train)
 app.command("demo")(demo.demo)
 app.command("ask")(demo.ask)
-app.command("eval")(evaluate.evaluate)
+app.add_typer(evaluate.app, name="eval")
 app.command("report")(report.report)
 
 

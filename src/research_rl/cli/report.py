@@ -33,13 +33,22 @@ def report(
             "and evaluation files (0: all). Behaviour counts always use every rollout.",
         ),
     ] = DEFAULT_MAX_TRAJECTORIES,
+    allow_different: Annotated[
+        bool,
+        typer.Option(
+            help="Put evaluations whose protocol cards differ in one table (the differing fields "
+            "are listed above it); without it such a report is refused."
+        ),
+    ] = False,
 ) -> None:
     """Write one self-contained HTML page (curves, evaluation tables, a trajectory browser and
     flagged behaviours; viewing it needs no network) and the curves as PNG files."""
     from research_rl.report import RunDirError, build_report
 
     try:
-        result = build_report(run_dir, out, figures_dir, figures, max_trajectories or None)
+        result = build_report(
+            run_dir, out, figures_dir, figures, max_trajectories or None, allow_different
+        )
     except RunDirError as err:  # not among user_errors' types: reported the same way
         print(f"error: {err}", file=sys.stderr)
         raise typer.Exit(2) from None

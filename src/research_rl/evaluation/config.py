@@ -12,6 +12,8 @@ from research_rl.retrieval.config import RetrieverConfig
 from research_rl.rollout import RolloutConfig
 
 Method = Literal["research", "direct", "rag"]
+PresetName = Literal["research", "search-r1"]
+SEED_STRIDE = 1000  # seed k of --seeds: sampling.seed + 1000 k (the engine adds 1 per turn)
 
 DEFAULT_JUDGE_PROMPT = """You are grading an answer to a question against the reference answers.
 The answer is correct when it means the same as one of the reference answers (other wording,
@@ -143,7 +145,19 @@ class JudgeSettings(StrictModel):
         return self
 
 
+class StatsSettings(StrictModel):
+    """The intervals in the tables: percentile bootstrap over questions (and seeds), seeded so a
+    rerun (or a replay) prints the same bounds."""
+
+    confidence: float = Field(0.95, gt=0, lt=1)
+    resamples: int = Field(2000, ge=100)
+    seed: int = 0
+
+
 class EvalConfig(StrictModel):
+    # A named protocol (research_rl/evaluation/presets.py): the config must match what the paper
+    # evaluated with, or the run is refused naming each difference (presets.check_preset).
+    preset: PresetName | None = None
     model: ModelSettings
     datasets: list[DatasetSettings] = Field(min_length=1)
     methods: list[Method] = Field(default_factory=lambda: ["research"], min_length=1)
@@ -157,11 +171,30 @@ class EvalConfig(StrictModel):
     # hf: questions per engine call between checkpoints of the predictions file (the resume
     # unit); None = batch_size. Server backends save every question as it finishes.
     chunk_size: int | None = Field(None, ge=1)
+    # Sampled runs per question (seed k samples with sampling.seed + SEED_STRIDE * k); the tables
+    # average them and their intervals hold the spread between seeds.
+    seeds: int = Field(1, ge=1)
+    stats: StatsSettings = Field(default_factory=StatsSettings)
+    # Every search is recorded here (None: <output_dir>/retrieval); a store may be shared by runs.
+    retrieval_store: str | None = None
+    # Answer every search from this recorded store (or a run directory holding one) instead of the
+    # retriever, which is then never opened.
+    replay: str | None = None
+    audit: str | None = None  # a `research data audit` JSON report, recorded on the card
 
     @model_validator(mode="after")
     def _checks(self) -> EvalConfig:
-        if self.retriever is None and {"research", "rag"} & set(self.methods):
+        if (
+            self.retriever is None
+            and self.replay is None
+            and {"research", "rag"} & set(self.methods)
+        ):
             raise ValueError("methods 'research' and 'rag' need a 'retriever' section")
+        if self.seeds > 1 and self.sampling.temperature == 0:
+            raise ValueError(
+                f"seeds: {self.seeds} sampled runs need sampling.temperature > 0 (greedy decoding "
+                "answers the same way every time)"
+            )
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ValueError(f"dataset names must be unique, got {names}")
@@ -193,4 +226,7 @@ def resolve_relative_paths(cfg: EvalConfig, base: Path) -> EvalConfig:
     cfg.rollout.system_prompt_path = fix(cfg.rollout.system_prompt_path)
     if cfg.retriever is not None and cfg.retriever.index is not None:
         cfg.retriever.index = fix(cfg.retriever.index)
+    cfg.audit = fix(cfg.audit)
+    cfg.replay = fix(cfg.replay)
+    cfg.retrieval_store = fix(cfg.retrieval_store)
     return cfg

@@ -30,12 +30,14 @@ def build_report(
     figures_dir: str | Path | None = None,
     figures: bool = True,
     max_trajectories: int | None = DEFAULT_MAX_TRAJECTORIES,
+    allow_different: bool = False,
 ) -> ReportResult:
     """Write ``out`` (default ``RUN_DIR/report.html``) and, unless ``figures`` is False, the PNGs
     into ``figures_dir`` (default ``RUN_DIR/figures``). At most ``max_trajectories`` rollouts are
-    embedded (None: all), shared fairly between steps and evaluation files."""
+    embedded (None: all), shared fairly between steps and evaluation files. Evaluations under
+    different protocol cards are refused one table unless ``allow_different``."""
     run = read_run(run_dir)
-    payload = build_payload(run, max_trajectories)
+    payload = build_payload(run, max_trajectories, allow_different)
     out_path = Path(out) if out is not None else run.path / "report.html"
     if out_path.is_dir():  # --out some/dir: the page goes inside it
         out_path = out_path / "report.html"
@@ -45,7 +47,8 @@ def build_report(
     if figures:
         fig_dir = Path(figures_dir) if figures_dir is not None else run.path / "figures"
         # The issue's curves only: the page has the rest, and each PNG costs matplotlib time.
-        written = write_figures(payload.main_charts, payload.behaviours, fig_dir)
+        charts = [*payload.main_charts, *payload.eval_charts]
+        written = write_figures(charts, payload.behaviours, fig_dir)
     return ReportResult(
         out_path,
         written,

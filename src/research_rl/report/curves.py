@@ -71,7 +71,8 @@ def numeric_keys(metrics: list[dict[str, Any]]) -> list[str]:
 class Chart:
     name: str
     title: str
-    lines: list[Series]
+    lines: list[Series]  # a validation series is drawn as points: a chart of points uses only them
+    x_label: str = "step"  # another label: a chart over something else (no step to browse)
 
 
 def charts(metrics: list[dict[str, Any]]) -> tuple[list[Chart], list[Chart]]:

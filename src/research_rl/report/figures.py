@@ -39,7 +39,7 @@ def _draw(ax: Any, chart: Chart) -> None:
                 label=line.key,
             )
     ax.set_title(chart.title, fontsize=10)
-    ax.set_xlabel("step", fontsize=8)
+    ax.set_xlabel(chart.x_label, fontsize=8)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
     if len(chart.lines) > 1:

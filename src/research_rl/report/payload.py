@@ -15,6 +15,7 @@ from typing import Any
 from research_rl import tags
 from research_rl.report.behaviours import BEHAVIOURS, Behaviours, flag, per_step
 from research_rl.report.curves import Chart, Series, charts
+from research_rl.report.evaluation import eval_rows, evaluation_section
 from research_rl.report.rundir import RunData
 from research_rl.report.segments import inserted, segments
 
@@ -117,7 +118,10 @@ def _series_json(s: Series) -> dict[str, Any]:
 
 
 def _chart_json(c: Chart) -> dict[str, Any]:
-    return {"name": c.name, "title": c.title, "lines": [_series_json(s) for s in c.lines]}
+    out = {"name": c.name, "title": c.title, "lines": [_series_json(s) for s in c.lines]}
+    if c.x_label != "step":
+        out["x"] = c.x_label
+    return out
 
 
 def _trajectory_json(
@@ -175,6 +179,7 @@ class Payload:
     main_charts: list[Chart]
     other_charts: list[Chart]
     behaviours: Chart | None
+    eval_charts: list[Chart]
 
 
 def allocate(sizes: list[int], limit: int | None) -> list[int]:
@@ -218,9 +223,13 @@ def group_advantages(rows: list[dict[str, Any]]) -> list[tuple[int, float, float
     return out
 
 
-def build_payload(run: RunData, max_trajectories: int | None = None) -> Payload:
+def build_payload(
+    run: RunData, max_trajectories: int | None = None, allow_different: bool = False
+) -> Payload:
     """The page's data. With ``max_trajectories``, each group embeds only its first rows (the
-    trainer writes whole question groups first); behaviour counts still use every row."""
+    trainer writes whole question groups first); behaviour counts still use every row. Several
+    evaluations share one results table only under one protocol card, or with
+    ``allow_different`` (:mod:`research_rl.report.evaluation`)."""
     main, other = charts(run.metrics)
     trajectories = []
     flags_by_step: dict[int, list[Behaviours]] = {}
@@ -250,10 +259,13 @@ def build_payload(run: RunData, max_trajectories: int | None = None) -> Payload:
                 trajectories.append(t)
     counts = per_step(flags_by_step.items())
     behaviours = behaviour_chart(counts)
-    tables = []
+    evaluation = evaluation_section(run, allow_different)
+    tables = list(evaluation.tables)
     for rel, obj in run.eval_results.items():
-        # The evaluator's results.json: {"results": [rows], "config": {...}}; the config is not a
-        # result. Any other shape is tabled as it is.
+        # The evaluator's results.json is in the table above; any other shape is tabled as it is
+        # (an older evaluator's {"results": [rows], "config": {...}}: the rows, not the config).
+        if eval_rows(obj) is not None:
+            continue
         if isinstance(obj, dict) and isinstance(obj.get("results"), list):
             obj = obj["results"]
         tables += tables_from(obj, f"Evaluation results ({rel})")
@@ -273,8 +285,11 @@ def build_payload(run: RunData, max_trajectories: int | None = None) -> Payload:
         "behaviours": counts,
         "behaviour_chart": _chart_json(behaviours) if behaviours else None,
         "tables": [t.__dict__ for t in tables],
+        "eval_charts": [_chart_json(c) for c in evaluation.charts],
+        "eval_notes": evaluation.notes,
+        "cards": evaluation.cards,
         "config": run.config_text,
         "groups": groups,
         "trajectories": trajectories,
     }
-    return Payload(data, main, other, behaviours)
+    return Payload(data, main, other, behaviours, evaluation.charts)

@@ -43,6 +43,11 @@ class RunData:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # one dict per step, by step
     groups: list[RolloutGroup] = field(default_factory=list)
     eval_results: dict[str, Any] = field(default_factory=dict)  # results.json, by relative path
+    # Beside each results.json (same keys): its protocol card (None: an older run without one)
+    # and its timings.json (wall time per predictions file).
+    eval_cards: dict[str, Any] = field(default_factory=dict)
+    eval_timings: dict[str, Any] = field(default_factory=dict)
+    val_cards: dict[str, Any] = field(default_factory=dict)  # rollouts/val/card.json, by path
     summaries: dict[str, Any] = field(default_factory=dict)  # demo summary.json, by relative path
     config_text: str | None = None  # the resolved config.yaml, shown as is
     problems: list[str] = field(default_factory=list)
@@ -322,6 +327,16 @@ def read_run(path: str | Path) -> RunData:
                 data = _read_json(f, run.problems)
                 if data is not None:
                     target[_rel(f, root)] = data
+        val_card = d / "rollouts" / "val" / "card.json"
+        if val_card.is_file():
+            card = _read_json(val_card, run.problems)
+            if card is not None:
+                run.val_cards[_rel(val_card, root)] = card
+        if _rel(d / "results.json", root) in run.eval_results:
+            rel = _rel(d / "results.json", root)
+            for name, target in (("card.json", run.eval_cards), ("timings.json", run.eval_timings)):
+                f = d / name
+                target[rel] = _read_json(f, run.problems) if f.is_file() else None
     if run.is_empty:
         raise RunDirError(
             f"{root}: nothing to report: expected metrics.jsonl, rollouts/step_N.jsonl, "

@@ -231,6 +231,10 @@ def build_trainer(
     if cfg.data.validation:
         val_qs = _read_unique_questions(cfg.data.validation, cfg.data.max_validation_questions)
         validator = _make_validator(trainer, engine, factory, val_qs, cfg)
+        if trainer.accelerator.is_main_process:  # what produced the val/ figures, beside them
+            from research_rl.evaluation.card import validation_card, write_card
+
+            write_card(run_dir / "rollouts" / "val" / "card.json", validation_card(cfg, val_qs))
     return trainer, rollout_func, validator
 
 

@@ -89,8 +89,9 @@
       grid.appendChild(svg("line", { x1: L, x2: W - R, y1: Y(v), y2: Y(v) }));
       const t = svg("text", { x: L - 4, y: Y(v) + 3, "text-anchor": "end" }); t.textContent = tickFmt(v); axis.appendChild(t);
     }
+    const overSteps = !chart.x; // a chart over steps: integer ticks, a click browses that step
     for (const v of niceTicks(x0, x1, 6)) {
-      if (!Number.isInteger(v)) continue;
+      if (overSteps && !Number.isInteger(v)) continue;
       const t = svg("text", { x: X(v), y: H - 6, "text-anchor": "middle" }); t.textContent = String(v); axis.appendChild(t);
     }
     axis.appendChild(svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, stroke: "#9ca3af" }));
@@ -131,7 +132,7 @@
       hoverStep = allSteps.reduce((a, b) => Math.abs(b - target) < Math.abs(a - target) ? b : a);
       cursor.setAttribute("x1", X(hoverStep)); cursor.setAttribute("x2", X(hoverStep));
       cursor.setAttribute("visibility", "visible");
-      const parts = [`step ${hoverStep}`];
+      const parts = [`${chart.x || "step"} ${fmt(hoverStep)}`];
       chart.lines.forEach((line, i) => { if (lookup[i].has(hoverStep)) parts.push(`${line.key}: ${fmt(lookup[i].get(hoverStep))}`); });
       tip.textContent = parts.join("   ");
       tip.hidden = false;
@@ -139,7 +140,7 @@
       tip.style.top = "26px";
     });
     overlay.addEventListener("mouseleave", () => { tip.hidden = true; cursor.setAttribute("visibility", "hidden"); });
-    overlay.addEventListener("click", () => { if (hoverStep !== null && onStepClick) onStepClick(hoverStep); });
+    overlay.addEventListener("click", () => { if (overSteps && hoverStep !== null && onStepClick) onStepClick(hoverStep); });
     s.appendChild(overlay);
     card.appendChild(s); card.appendChild(legend); card.appendChild(tip);
     parent.appendChild(card);
@@ -172,8 +173,14 @@
   }
 
   // ---- tables --------------------------------------------------------------------------------
-  if (D.tables.length) {
+  if (D.tables.length || D.eval_charts.length || D.cards.length) {
     show("tables"); addNav("tables", "Evaluation");
+    for (const note of D.eval_notes) document.getElementById("eval-notes").appendChild(el("p", { class: "note" }, note));
+    for (const c of D.eval_charts) drawChart(document.getElementById("eval-charts"), c);
+    for (const card of D.cards) {
+      const box = el("details", { class: "card" }); box.appendChild(el("summary", {}, card.title));
+      box.appendChild(el("pre", {}, card.text)); document.getElementById("card-list").appendChild(box);
+    }
     const list = document.getElementById("table-list");
     for (const t of D.tables) {
       list.appendChild(el("h3", {}, t.title));
