@@ -38,7 +38,7 @@ from research_rl.config import dump_config
 from research_rl.evaluation.config import EvalConfig
 from research_rl.evaluation.judge import Judge
 from research_rl.evaluation.methods import LockedRetriever, MethodRunner
-from research_rl.evaluation.metrics import answer_metrics, summarize
+from research_rl.evaluation.metrics import summarize, trajectory_metrics
 from research_rl.questions import Question, QuestionFileError, read_questions
 from research_rl.trajectory import Trajectory
 
@@ -62,7 +62,7 @@ class PredictionFileError(QuestionFileError):
 
 
 def prediction_row(traj: Trajectory, dataset: str, method: str) -> dict[str, Any]:
-    metrics = answer_metrics(traj.text, traj.golden_answers)
+    metrics = trajectory_metrics(traj, method)
     return {
         "id": traj.question_id,
         "dataset": dataset,
