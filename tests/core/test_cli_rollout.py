@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_tokenizer
 from test_hf_backend import build_model
 from typer.testing import CliRunner
 
+from conftest import make_tokenizer
 from research_rl.cli import app
 from research_rl.corpus import Passage, write_corpus
 from research_rl.questions import Question, write_questions

@@ -7,9 +7,9 @@ import copy
 
 import pytest
 import torch
-from conftest import make_tokenizer
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from conftest import make_tokenizer
 from research_rl.backends.base import GenerationRequest, SamplingParams
 from research_rl.backends.hf import HFBackend
 from research_rl.questions import Question

@@ -8,10 +8,10 @@ import copy
 from dataclasses import replace
 
 import pytest
-from conftest import FakeRetriever
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import FakeRetriever
 from research_rl.backends.scripted import ScriptedBackend, ScriptError
 from research_rl.config import validate_config
 from research_rl.profiles import PROFILES
