@@ -152,6 +152,7 @@ def prime(model, trajectories, steps: int = 300, seed: int = 0) -> float:
 TINY_ROLLOUT = dict(
     topk=2, max_passage_tokens=24, max_searches=2, max_response_tokens=128, max_prompt_tokens=128
 )
+TINY_ROLLOUT["profile"] = "strict"  # configs/tiny-cpu.yaml's profile (docs/history.md says why)
 
 
 def main() -> None:

@@ -9,7 +9,10 @@ For a batch of B completions (G per question, question-major) padded to T tokens
   ``r = exp(logp - old_logp)``;
 - KL term per token: the k3 estimator ``exp(ref - logp) - (ref - logp) - 1`` against a frozen
   reference, weighted by ``beta`` (no importance-sampling correction);
-- aggregation: token-mean, the sum over every unmasked token of the batch divided by their count.
+- aggregation: token-mean, the sum over every unmasked token of the batch divided by their count;
+- entropy bonus: minus ``entropy_coef`` times the token-mean entropy of the policy's next-token
+  distribution over the same tokens (verl's ``loss = pg_loss - entropy_coeff * entropy``; ReSearch
+  trains with verl's default coefficient, 0.001).
 
 ``mask`` is 1 on tokens the model generated and 0 on padding and on tokens the system inserted
 (retrieved ``<result>`` passages): those never reach the loss, its gradient, the KL or any count.
@@ -70,6 +73,13 @@ class GRPOLoss:
     kl: torch.Tensor  # token-mean k3 KL (detached)
     clip_fraction: torch.Tensor  # share of tokens whose ratio was clipped against their advantage
     num_tokens: torch.Tensor  # unmasked tokens the mean ran over
+    entropy: torch.Tensor  # token-mean entropy (detached; 0 when none was given)
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of each position's next-token distribution: (..., V) logits -> (...)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -87,11 +97,16 @@ def grpo_loss(
     clip_eps: float = 0.2,
     clip_eps_high: float | None = None,
     beta: float = 1e-3,
+    entropy: torch.Tensor | None = None,
+    entropy_coef: float = 0.0,
 ) -> GRPOLoss:
-    """The clipped GRPO surrogate plus ``beta`` times the k3 KL, token-mean over ``mask``.
+    """The clipped GRPO surrogate plus ``beta`` times the k3 KL, token-mean over ``mask``, minus
+    ``entropy_coef`` times the token-mean of ``entropy`` (per-token entropies, see
+    :func:`token_entropy`).
 
-    ``logp``, ``old_logp``, ``ref_logp`` and ``mask`` are (B, T); ``advantages`` is (B,).
-    ``ref_logp`` may be None only when ``beta`` is 0.
+    ``logp``, ``old_logp``, ``ref_logp``, ``entropy`` and ``mask`` are (B, T); ``advantages`` is
+    (B,). ``ref_logp`` may be None only when ``beta`` is 0, ``entropy`` only when
+    ``entropy_coef`` is 0.
     """
     if logp.shape != old_logp.shape or logp.shape != mask.shape:
         raise ValueError(
@@ -102,6 +117,8 @@ def grpo_loss(
         raise ValueError(f"advantages must be ({logp.shape[0]},), got {tuple(advantages.shape)}")
     if beta != 0.0 and ref_logp is None:
         raise ValueError("beta != 0 needs the reference log-probs")
+    if entropy_coef != 0.0 and entropy is None:
+        raise ValueError("entropy_coef != 0 needs the per-token entropies")
     mask = mask.bool()
     eps_high = clip_eps if clip_eps_high is None else clip_eps_high
     adv = advantages.unsqueeze(1)
@@ -116,11 +133,18 @@ def grpo_loss(
         per_token = per_token + beta * per_token_kl
         kl = _masked_mean(per_token_kl, mask).detach()
 
+    loss = _masked_mean(per_token, mask)
+    mean_entropy = torch.zeros((), dtype=logp.dtype)
+    if entropy is not None:
+        mean_entropy = _masked_mean(entropy, mask)
+        loss = loss - entropy_coef * mean_entropy
+
     was_clipped = ((ratio < 1 - clip_eps) & (adv < 0)) | ((ratio > 1 + eps_high) & (adv > 0))
     return GRPOLoss(
-        loss=_masked_mean(per_token, mask),
+        loss=loss,
         policy_loss=_masked_mean(policy_term, mask).detach(),
         kl=kl,
         clip_fraction=_masked_mean(was_clipped.to(logp.dtype), mask).detach(),
         num_tokens=mask.sum(),
+        entropy=mean_entropy.detach(),
     )

@@ -11,7 +11,8 @@ from research_rl.trajectory import FINISH_REASONS, Trajectory
 
 def batch_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
     """Means over the batch (``reward_std`` is the population standard deviation) and, per finish
-    reason, the count of rollouts that ended that way. A rollout without a reward is scored here."""
+    reason, the count of rollouts that ended that way. A rollout without a reward is scored here,
+    under the rules of its own profile."""
     n = len(trajectories)
     finishes: dict[str, float] = {f"finish/{r}": 0.0 for r in FINISH_REASONS}
     if n == 0:
@@ -26,7 +27,8 @@ def batch_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
         )
         return {**dict.fromkeys(names, 0.0), **finishes}
     rewards = [
-        t.reward or score(t.text, t.golden_answers, truncated=t.truncated) for t in trajectories
+        t.reward or score(t.text, t.golden_answers, t.truncated, rules=t.profile)  # type: ignore[arg-type]
+        for t in trajectories
     ]
     values = [r.value for r in rewards]
     mean = sum(values) / n

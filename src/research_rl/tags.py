@@ -20,8 +20,6 @@ ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 TAG_NAMES = ("think", "search", "result", "answer")
 BOXED = "\\boxed{"
 
-# Generation stops at these: a finished query (the system runs it) or a finished answer.
-STOP_STRINGS = (SEARCH_CLOSE, ANSWER_CLOSE)
 
 _TAG_RE = re.compile(r"<(/?)(think|search|result|answer)>")
 
@@ -55,6 +53,11 @@ def find_tags(text: str) -> list[Tag]:
         Tag(name=m.group(2), closing=bool(m.group(1)), start=m.start(), end=m.end())
         for m in _TAG_RE.finditer(text)
     ]
+
+
+def strip_tags(text: str) -> str:
+    """``text`` with every protocol tag removed."""
+    return _TAG_RE.sub("", text)
 
 
 def parse_segments(text: str) -> list[Segment]:
@@ -136,8 +139,50 @@ def answer_content(text: str) -> str | None:
 
 
 def last_search_query(text: str) -> str | None:
-    """The query of the last ``<search>`` in ``text``, stripped; the span may be unclosed (the
-    generation stopped at ``</search>``, so callers pass text up to the stop). None if there is no
-    ``<search>``."""
-    searches = [s for s in parse_segments(text) if s.kind == "search"]
-    return searches[-1].content.strip() if searches else None
+    """The query of the search that ``text`` ends in: ``text`` runs up to the ``</search>`` that
+    stopped generation (with or without it), and the query is everything after the last
+    ``<search>``, stripped, wherever that ``<search>`` stands (inside an open ``<think>``, an
+    ``<answer>``, after a ``<result>`` the model wrote). None if there is no ``<search>``."""
+    if text.endswith(SEARCH_CLOSE):
+        text = text[: -len(SEARCH_CLOSE)]
+    start = text.rfind(SEARCH_OPEN)
+    return None if start == -1 else text[start + len(SEARCH_OPEN) :].strip()
+
+
+def first_closed_answer(text: str) -> str | None:
+    """Content between the first ``<answer>`` and the first ``</answer>`` after it, or None."""
+    start = text.find(ANSWER_OPEN)
+    if start == -1:
+        return None
+    end = text.find(ANSWER_CLOSE, start + len(ANSWER_OPEN))
+    return None if end == -1 else text[start + len(ANSWER_OPEN) : end]
+
+
+def rightmost_boxed(text: str) -> str | None:
+    """ReSearch's reading of a boxed answer (not :func:`last_boxed`'s):
+
+    - if ``\\boxed `` (a space instead of a brace) occurs anywhere, the text after its last
+      occurrence, up to the first ``$``;
+    - otherwise the rightmost ``\\boxed``: braces are counted from there, and the first ``}``
+      that brings the count back to zero ends the box, which must open with ``\\boxed{``. A box
+      nested in another is therefore the inner one, and an unclosed last box reads as nothing
+      even when an earlier box is complete.
+
+    None when there is no ``\\boxed`` or the rightmost one cannot be read.
+    """
+    spaced = "\\boxed "
+    if spaced in text:
+        return text.rsplit(spaced, 1)[1].split("$", 1)[0]
+    start = text.rfind("\\boxed")
+    if start == -1:
+        return None
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                box = text[start : i + 1]
+                return box[len(BOXED) : -1] if box.startswith(BOXED) else None
+    return None

@@ -5,6 +5,11 @@
 - ``instruct``: a system prompt explaining the protocol plus a user turn, rendered with the
   tokenizer's chat template and the assistant turn opened (``add_generation_prompt=True``).
 
+Each protocol profile (``research_rl.profiles``) has its own built-in wording: ``research`` gives
+ReSearch's instructions in ReSearch's structure (search *during* thinking, the final answer boxed
+inside the answer tags; the base prompt is one line ending ``User: <question> Assistant:``, the
+instruct user turn is the bare question); ``strict`` keeps research-rl's earlier prompts.
+
 A user template file holds the text with a ``{question}`` slot: for ``base`` the whole prompt, for
 ``instruct`` the user turn (the system prompt can be replaced with its own file). The slot is filled
 by plain replacement, not ``str.format``, so the ``\\boxed{}`` braces need no escaping.
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from research_rl.config import ConfigError
+from research_rl.profiles import PROFILES
 
 SLOT = "{question}"
 TemplateKind = Literal["base", "instruct"]
@@ -70,20 +76,26 @@ def load_template(
     kind: TemplateKind = "base",
     path: str | Path | None = None,
     system_path: str | Path | None = None,
+    profile: str = "research",
 ) -> PromptTemplate:
-    """The built-in template of ``kind``, or the user's file at ``path`` (``{question}`` slot)."""
+    """The built-in template of ``kind`` for ``profile``, or the user's file at ``path``
+    (``{question}`` slot)."""
     if kind not in ("base", "instruct"):
         raise TemplateError(f"unknown template kind {kind!r}: expected 'base' or 'instruct'")
+    if profile not in PROFILES:
+        raise TemplateError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILES)}")
     if path is not None:
         text, source = _read(path), str(path)
     else:
-        name = "base.txt" if kind == "base" else "instruct_user.txt"
-        text, source = _builtin(name), f"<builtin {kind}>"
+        name = f"{profile}_base.txt" if kind == "base" else f"{profile}_instruct_user.txt"
+        text, source = _builtin(name), f"<builtin {profile} {kind}>"
     # A file's final newline is not part of the prompt: the base prompt must end in "Assistant:".
     text = text.rstrip("\n")
     system = None
     if kind == "instruct":
-        system = (_read(system_path) if system_path else _builtin("instruct_system.txt")).strip()
+        system = (
+            _read(system_path) if system_path else _builtin(f"{profile}_instruct_system.txt")
+        ).strip()
     elif system_path is not None:
         raise TemplateError(f"{system_path}: a system prompt only applies to the instruct template")
     return PromptTemplate(kind=kind, text=text, system=system, source=source)

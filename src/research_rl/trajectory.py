@@ -7,8 +7,8 @@ from typing import Any
 
 from research_rl.reward import Reward
 
-# Why a rollout ended: the model answered, emitted end-of-sequence, ran out of its token budget,
-# or hit the search limit.
+# Why a rollout ended: the model answered (profiles that stop at </answer>), emitted
+# end-of-sequence, ran out of its token budget, or hit the search limit.
 FINISH_REASONS = ("answer", "eos", "length", "max_searches")
 
 
@@ -32,6 +32,8 @@ class Trajectory:
     finish_reason: str | None = None  # one of FINISH_REASONS once finished
     reward: Reward | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The protocol profile it ran under (research_rl.profiles): it decides how it is scored.
+    profile: str = "research"
 
     @property
     def truncated(self) -> bool:
@@ -55,6 +57,7 @@ class Trajectory:
             "num_model_tokens": self.num_model_tokens,
             "reward": self.reward.to_json() if self.reward else None,
             "metadata": self.metadata,
+            "profile": self.profile,
         }
         if with_ids:
             row.update(
@@ -84,4 +87,6 @@ class Trajectory:
             finish_reason=row.get("finish_reason"),
             reward=reward,
             metadata=row.get("metadata", {}),
+            # Rows written before profiles existed followed what is now the strict profile.
+            profile=row.get("profile", "strict"),
         )

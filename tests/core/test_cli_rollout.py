@@ -83,8 +83,26 @@ def test_rollout_writes_one_row_per_rollout(assets, tmp_path):
     for r in rows:
         assert r["prompt_text"].startswith("Q: ") and r["reward"] is not None
         assert len(r["loss_mask"]) == len(r["completion_ids"]) <= 40
-        assert r["finish_reason"] in ("answer", "eos", "length", "max_searches")
+        assert r["finish_reason"] in (
+            "eos",
+            "length",
+            "max_searches",
+        )  # research: no stop at </answer>
+        assert r["profile"] == "research"
     assert "reward_mean=" in result.output
+
+
+def test_rollout_runs_the_configs_profile(assets, tmp_path):
+    config = tmp_path / "rollout.yaml"
+    config.write_text("n: 1\nrollout:\n  profile: strict\n  max_response_tokens: 30\n")
+    out = tmp_path / "rollouts.jsonl"
+    result = run([*base_args(assets, out), "--config", config])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["profile"] for r in rows} == {"strict"}
+    config.write_text("rollout:\n  profile: paper\n")
+    result = run([*base_args(assets, out), "--config", config])
+    assert result.exit_code == 2 and "rollout.profile" in result.output
 
 
 def test_errors_name_the_bad_input(assets, tmp_path):

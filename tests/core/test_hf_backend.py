@@ -55,6 +55,17 @@ def model(tok):
     return build_model(tok)
 
 
+@pytest.fixture(scope="module")
+def short_template(tmp_path_factory):
+    """A short prompt: with the built-in ones the random model rarely reaches </search>."""
+    path = tmp_path_factory.mktemp("template") / "prompt.txt"
+    path.write_text("User: {question} Assistant:", encoding="utf-8")
+    return str(path)
+
+
+PROFILES = pytest.mark.parametrize("profile", ["research", "strict"])
+
+
 def requests(tok, prompts, budgets, stops=None):
     return [
         GenerationRequest(tok.encode(p), b, list(stops[i]) if stops else list(STOPS))
@@ -127,9 +138,19 @@ def test_sampling_is_seeded_and_logprobs_are_temperature_scaled(tok, model):
     assert a[0].logprobs == pytest.approx(expected.squeeze(-1).tolist(), abs=1e-4)
 
 
-def test_greedy_rollouts_in_a_batch_equal_rollouts_alone(tok, model, retriever):
+@PROFILES
+def test_greedy_rollouts_in_a_batch_equal_rollouts_alone(
+    tok, model, retriever, short_template, profile
+):
     questions = [Question(f"q{i}", p, ["Paris"]) for i, p in enumerate(PROMPTS)]
-    cfg = RolloutConfig(max_response_tokens=120, max_searches=2, max_passage_tokens=10, topk=2)
+    cfg = RolloutConfig(
+        profile=profile,
+        template_path=short_template,
+        max_response_tokens=120,
+        max_searches=2,
+        max_passage_tokens=10,
+        topk=2,
+    )
     batch = RolloutEngine(HFBackend(model, tok, max_batch_size=4), tok, retriever, cfg).run(
         questions, n=1, sampling=GREEDY
     )
@@ -148,9 +169,17 @@ def test_greedy_rollouts_in_a_batch_equal_rollouts_alone(tok, model, retriever):
         assert len(got.loss_mask) == len(got.completion_ids) <= 120
 
 
-def test_prefix_cache_reuse_changes_nothing(tok, model, retriever):
+@PROFILES
+def test_prefix_cache_reuse_changes_nothing(tok, model, retriever, short_template, profile):
     questions = [Question(f"q{i}", p, ["Paris"]) for i, p in enumerate(PROMPTS)]
-    cfg = RolloutConfig(max_response_tokens=120, max_searches=3, max_passage_tokens=10, topk=2)
+    cfg = RolloutConfig(
+        profile=profile,
+        template_path=short_template,
+        max_response_tokens=120,
+        max_searches=3,
+        max_passage_tokens=10,
+        topk=2,
+    )
     runs = []
     for reuse in (True, False):
         backend = HFBackend(model, tok, max_batch_size=4, reuse_prefix=reuse)
@@ -196,9 +225,17 @@ def test_sampler_draws_from_the_filtered_distribution():
     assert set(nucleus.tolist()) == {2}  # p(2) = 0.64 already reaches top_p
 
 
-def test_a_group_shares_its_prompt_pass_and_still_samples_apart(tok, model, retriever):
+def test_a_group_shares_its_prompt_pass_and_still_samples_apart(
+    tok, model, retriever, short_template
+):
     questions = [Question(f"q{i}", p, ["Paris"]) for i, p in enumerate(PROMPTS[:2])]
-    cfg = RolloutConfig(max_response_tokens=60, max_searches=2, max_passage_tokens=10, topk=2)
+    cfg = RolloutConfig(
+        template_path=short_template,
+        max_response_tokens=60,
+        max_searches=2,
+        max_passage_tokens=10,
+        topk=2,
+    )
     engine = RolloutEngine(HFBackend(model, tok), tok, retriever, cfg)
     group = engine.run(questions, n=3, sampling=GREEDY)
     single = engine.run(questions, n=1, sampling=GREEDY)

@@ -10,7 +10,7 @@ from research_rl.trajectory import Trajectory
 GOOD = "<think>t</think><answer>\\boxed{Paris}</answer>"
 
 
-def traj(text, finish, searches=0, model_tokens=3, inserted=2):
+def traj(text, finish, searches=0, model_tokens=3, inserted=2, profile="strict"):
     return Trajectory(
         question_id="q",
         question="?",
@@ -22,6 +22,7 @@ def traj(text, finish, searches=0, model_tokens=3, inserted=2):
         text=text,
         num_searches=searches,
         finish_reason=finish,
+        profile=profile,
     )
 
 
@@ -47,6 +48,16 @@ def test_batch_metrics():
         1,
         1,
     )
+
+
+def test_a_rollout_without_a_reward_is_scored_by_its_own_profile():
+    # Truncated: 0 under both rules, but only the strict rules keep the cut answer's F1.
+    cut = [traj(GOOD, "length", profile="strict"), traj(GOOD, "length", profile="research")]
+    assert batch_metrics(cut[:1])["f1"] == 1.0 and batch_metrics(cut[1:])["f1"] == 0.0
+    # A model-written <result>: valid for the research rules, not the strict ones.
+    made_up = "<think>t</think><result>guess</result><answer>\\boxed{Paris}</answer>"
+    assert batch_metrics([traj(made_up, "eos", profile="research")])["reward_mean"] == 1.0
+    assert batch_metrics([traj(made_up, "eos", profile="strict")])["reward_mean"] == 0.0
 
 
 def test_empty_batch_has_every_key():

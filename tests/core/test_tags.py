@@ -68,10 +68,31 @@ def test_last_boxed():
     assert tags.last_boxed("\\boxed{}") == ""
 
 
-def test_last_search_query():
+def test_last_search_query_wherever_the_search_stands():
     assert tags.last_search_query("<search> one </search> x <search> two ") == "two"
     assert tags.last_search_query("<search></search>") == ""
     assert tags.last_search_query("no search") is None
+    # inside an open <think> or <answer>, after a model-written <result>: still the query
+    assert tags.last_search_query("<think> I need X <search> capital of X </search>") == (
+        "capital of X"
+    )
+    assert tags.last_search_query("<answer> hmm <search> Dune author") == "Dune author"
+    assert tags.last_search_query("<result> fake </result> <search> q ") == "q"
+
+
+def test_first_closed_answer_and_strip_tags():
+    assert tags.first_closed_answer("<answer> a </answer> <answer> b </answer>") == " a "
+    assert tags.first_closed_answer("<answer> open") is None
+    assert tags.first_closed_answer("</answer> <answer> x </answer>") == " x "
+    assert tags.strip_tags("a <search>b</search> <result>c") == "a b c"
+
+
+def test_rightmost_boxed():
+    assert tags.rightmost_boxed("\\boxed{a} and \\boxed{b {c}}") == "b {c}"
+    assert tags.rightmost_boxed("\\boxed{outer \\boxed{inner}}") == "inner"
+    assert tags.rightmost_boxed("\\boxed{a} \\boxed{unclosed") is None
+    assert tags.rightmost_boxed("\\boxed{x} \\boxed y $z") == "y "
+    assert tags.rightmost_boxed("no box") is None
 
 
 @given(protocol_text)
@@ -81,13 +102,15 @@ def test_parser_never_raises_and_covers_the_text(text):
     for s in segs:
         assert s.kind in (*tags.TAG_NAMES, "other")
     tags.last_boxed(text)
+    tags.rightmost_boxed(text)
+    tags.first_closed_answer(text)
     tags.last_search_query(text)
     tags.answer_content(text)
 
 
-@given(protocol_text, st.booleans())
-def test_score_never_raises_and_stays_in_range(text, truncated):
-    r = score(text, ["a"], truncated=truncated)
+@given(protocol_text, st.booleans(), st.sampled_from(["research", "strict"]))
+def test_score_never_raises_and_stays_in_range(text, truncated, rules):
+    r = score(text, ["a"], truncated=truncated, rules=rules)
     assert 0.0 <= r.value <= 1.0 and 0.0 <= r.f1 <= 1.0 and r.em in (0.0, 1.0)
     if truncated or not r.valid_format:
         assert r.value == 0.0

@@ -7,18 +7,36 @@ import pytest
 from research_rl.templates import TemplateError, load_template
 
 
-def test_base_template_explains_the_protocol_and_ends_in_assistant():
-    prompt = load_template("base").render("Who wrote Dune?")
+@pytest.mark.parametrize("profile", ["research", "strict"])
+def test_base_template_explains_the_protocol_and_ends_in_assistant(profile):
+    prompt = load_template("base", profile=profile).render("Who wrote Dune?")
     assert prompt.endswith("Assistant:")
     assert "User: Who wrote Dune?" in prompt
     for tag in ("<think>", "</search>", "<result>", "</answer>", "\\boxed{}"):
         assert tag in prompt
 
 
-def test_instruct_template_uses_the_chat_template(tokenizer):
-    prompt = load_template("instruct").render("Who wrote Dune?", tokenizer)
+def test_research_templates_have_researchs_structure(tokenizer):
+    """One line that ends right after the question with "Assistant:"; searching *during*
+    thinking; the final answer boxed inside the answer tags; the instruct user turn is the bare
+    question and the system prompt carries the same instructions."""
+    base = load_template("base").render("Who wrote Dune?")
+    assert "\n" not in base and base.endswith("User: Who wrote Dune? Assistant:")
+    assert "While it reasons, the Assistant can call a Wikipedia search tool" in base
+    assert "<answer> The final answer is \\[ \\boxed{the answer} \\] </answer>" in base
+    instruct = load_template("instruct")
+    assert instruct.text == "{question}" and "\n" not in instruct.system
+    assert "While you reason, you can call the Wikipedia search tool" in instruct.system
+    assert "\\boxed{the answer}" in instruct.system
+    prompt = instruct.render("Who wrote Dune?", tokenizer)
+    assert prompt.endswith("<|user|>\nWho wrote Dune?\n<|assistant|>\n")
+
+
+@pytest.mark.parametrize("profile, user", [("research", ""), ("strict", "Question: ")])
+def test_instruct_template_uses_the_chat_template(tokenizer, profile, user):
+    prompt = load_template("instruct", profile=profile).render("Who wrote Dune?", tokenizer)
     assert prompt.startswith("<|system|>\n") and "<search>" in prompt
-    assert "<|user|>\nQuestion: Who wrote Dune?\n" in prompt
+    assert f"<|user|>\n{user}Who wrote Dune?\n" in prompt
     assert prompt.endswith("<|assistant|>\n")  # the generation prompt opens the assistant turn
 
 
@@ -49,3 +67,5 @@ def test_missing_file_and_unknown_kind(tmp_path):
         load_template("base", tmp_path / "nope.txt")
     with pytest.raises(TemplateError, match="unknown template kind"):
         load_template("chat")  # type: ignore[arg-type]
+    with pytest.raises(TemplateError, match="unknown profile 'paper'"):
+        load_template("base", profile="paper")

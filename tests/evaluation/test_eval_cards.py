@@ -74,7 +74,8 @@ def test_the_card_says_what_produced_the_numbers(scripted_run, make_config, tmp_
     index_manifest = json.loads((world["index"] / "manifest.json").read_text())
     assert p["corpus"]["checksum"] == index_manifest["corpus_checksum"]
     assert p["retriever"]["index_params"]["k1"] == 1.5
-    assert p["rollout"]["max_searches"] == 2 and p["rollout"]["stop"] == ["</search>", "</answer>"]
+    assert p["rollout"]["max_searches"] == 2 and p["rollout"]["profile"] == "research"
+    assert p["rollout"]["stop"] == ["</search>"]  # the research profile: </search> and EOS only
     assert "chunk_tokens" not in p["rollout"]  # scheduling only: it changes no result
     assert p["prompts"]["research"] == p["rollout"]["template_sha256"]
     assert set(p["answer_extraction"]) == {"research", "rag"}

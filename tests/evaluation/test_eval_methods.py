@@ -26,17 +26,27 @@ def parts(world, tokenizer, make_config, tmp_path):
     return cfg, retriever, read_questions(world["questions"])
 
 
-def test_research_searches_then_answers_on_scripted_backend(parts, tokenizer):
+@pytest.mark.parametrize("profile", ["research", "strict"])
+def test_research_searches_then_answers_on_scripted_backend(parts, tokenizer, profile):
     cfg, retriever, questions = parts
+    cfg.rollout.profile = profile
     backend = ScriptedBackend(tokenizer, {Q1: [SEARCH_THEN_ANSWER]}, default=[ANSWER_NOW])
     [t1, t2, _] = MethodRunner("research", backend, tokenizer, retriever, cfg).run(questions)
-    assert t1.search_queries == ["Tepu Suno born"] and t1.finish_reason == "answer"
-    assert "(Title: Tepu Suno) Tepu Suno was born in Suzeton." in t1.text  # the BM25 hit
+    assert t1.search_queries == ["Tepu Suno born"]
+    assert t1.finish_reason == ("eos" if profile == "research" else "answer")
+    hit = (  # the BM25 hit, in the profile's result layout
+        " <result>\nTepu Suno\nTepu Suno was born in Suzeton."
+        if profile == "research"
+        else "\n<result>\nDoc 1 (Title: Tepu Suno) Tepu Suno was born in Suzeton."
+    )
+    assert hit in t1.text
     assert "Question: " + Q1 in t1.prompt_text and "search with <search>" in t1.prompt_text
     row = prediction_row(t1, "tiny", "research")
     assert (row["prediction"], row["em"], row["f1"], row["cover_em"]) == ("Nokate", 1.0, 1.0, 1.0)
+    assert row["prediction_rule"] == "boxed"
     assert row["num_searches"] == 1 and row["valid_format"] is True
     assert row["trajectory"]["search_queries"] == ["Tepu Suno born"]
+    assert row["trajectory"]["profile"] == profile
     # q2's golden answer is Elnobo: the scripted "Suzeton" is wrong on every metric.
     row2 = prediction_row(t2, "tiny", "research")
     assert (row2["em"], row2["f1"], row2["num_searches"]) == (0.0, 0.0, 0)
@@ -48,8 +58,47 @@ def test_direct_never_searches_even_when_the_model_tries(parts, tokenizer):
     [t1, _, t3] = MethodRunner("direct", backend, tokenizer, retriever, cfg).run(questions)
     assert t1.prompt_text == f"Answer in \\boxed{{}}.\nQuestion: {Q1}\nAssistant:"
     assert t1.finish_reason == "max_searches" and t1.num_searches == 0 and "<result>" not in t1.text
-    assert t3.finish_reason == "answer"
+    assert t3.finish_reason == "eos"
     assert prediction_row(t3, "tiny", "direct")["em"] == 1.0  # q3's answer is Suzeton
+
+
+@pytest.mark.parametrize(
+    "text, prediction, rule",
+    [
+        ("<think> I recall it. </think> <answer> \\boxed{Suzeton} </answer>", "Suzeton", "boxed"),
+        ("I am sure: \\boxed{Suzeton}.", "Suzeton", "boxed_anywhere"),
+        ("<think> hmm </think> <answer> Suzeton </answer>", "Suzeton", "answer_span"),
+        ("<think> It is a city. </think>\nAnswer: Suzeton.", "Suzeton", "last_line"),
+        ("<think> no idea </think>", None, "none"),
+    ],
+)
+def test_baselines_score_a_plain_text_answer(parts, tokenizer, text, prediction, rule):
+    """An instruct model asked to answer directly often writes no \\boxed{}: the baselines read
+    the plain-text answer (and record which rule gave it); the research method does not."""
+    cfg, retriever, questions = parts
+    backend = ScriptedBackend(tokenizer, default=[[text]])
+    for method in ("direct", "rag"):
+        [_, _, t3] = MethodRunner(method, backend, tokenizer, retriever, cfg).run(questions)
+        row = prediction_row(t3, "tiny", method)
+        assert (row["prediction"], row["prediction_rule"]) == (prediction, rule)
+        assert row["em"] == (1.0 if prediction else 0.0)  # q3's answer is Suzeton
+    [_, _, t3] = MethodRunner("research", backend, tokenizer, retriever, cfg).run(questions)
+    research = prediction_row(t3, "tiny", "research")
+    assert research["prediction"] == (prediction if rule == "boxed" else None)
+
+
+def test_a_response_cut_by_the_budget_has_no_prediction(parts, tokenizer):
+    cfg, retriever, questions = parts
+    text = "<think> x </think> <answer> \\boxed{Suzeton} </answer>"
+    # the answer is written, the EOS never comes
+    cfg.rollout.max_response_tokens = len(tokenizer.encode(text, add_special_tokens=False)) + 3
+    text += " and so on" * 20
+    backend = ScriptedBackend(tokenizer, default=[[text]])
+    for method in ("research", "direct"):
+        [_, _, t3] = MethodRunner(method, backend, tokenizer, retriever, cfg).run(questions)
+        assert t3.finish_reason == "length" and "</answer>" in t3.text
+        row = prediction_row(t3, "tiny", method)
+        assert (row["prediction"], row["em"], row["reward"]) == (None, 0.0, 0.0)
 
 
 def test_rag_retrieves_once_with_the_question(parts, tokenizer):

@@ -145,7 +145,18 @@ def test_answer_metrics():
         ["eiffel tower", "Tour Eiffel"],
     )
     assert (m["prediction"], m["em"], m["f1"], m["cover_em"]) == ("Eiffel Tower", 1.0, 1.0, 1.0)
+    assert m["prediction_rule"] == "boxed"
     assert answer_metrics("no box here", ["x"])["prediction"] is None
+    # research: a closed answer span is needed, and nothing is read from a response cut short
+    unclosed = "<think> x </think> <answer> \\boxed{Paris}"
+    assert answer_metrics(unclosed, ["Paris"])["prediction"] is None
+    assert answer_metrics(unclosed, ["Paris"], rules="strict")["prediction"] == "Paris"
+    closed = unclosed + " </answer>"
+    assert answer_metrics(closed, ["Paris"], truncated=True)["prediction"] is None
+    assert answer_metrics(closed, ["Paris"], rules="strict", truncated=True)["em"] == 1.0
+    # plain text, for the baselines
+    plain = answer_metrics("The answer is Paris.", ["Paris"], plain_text=True)
+    assert (plain["prediction"], plain["prediction_rule"], plain["em"]) == ("Paris", "last_line", 1)
     rows = [
         {
             "em": 1.0,
@@ -223,6 +234,10 @@ def test_shipped_configs_validate_and_the_tiny_one_runs(tmp_path):
     configs = Path(__file__).resolve().parents[2] / "configs"
     paper = load_config(configs / "eval-qwen2.5-7b-wiki18.yaml", EvalConfig)
     assert paper.model.backend == "openai" and paper.rollout.topk == 5
+    # ReSearch's protocol and judge: no search cap, whole passages, a rationale-then-JSON judge
+    assert paper.rollout.profile == "research" and paper.rollout.effective().max_searches is None
+    assert paper.rollout.effective().max_passage_tokens is None
+    assert (paper.judge.preset, paper.judge.max_tokens) == ("research", 512)
     assert [d.name for d in paper.datasets] == [
         "hotpotqa",
         "2wikimultihopqa",

@@ -92,24 +92,39 @@ class FakeServer:
         }
 
     async def chat(self, request: Request):
+        """The terse preset gets one word back; the research preset a rationale that names both
+        verdicts, then the JSON verdict (what ReSearch's judge prompt asks for)."""
         body = await request.json()
         prompt = body["messages"][-1]["content"]
         self.chats.append(prompt)
-        prediction = prompt.split("Answer to grade:")[1].split("\n")[0].strip()
-        golden = prompt.split("Reference answers:")[1].split("\n")[0].strip()
-        asked = sum(prediction in p.split("Answer to grade:")[1] for p in self.chats)
+        terse = "Answer to grade:" in prompt
+        marker = "Answer to grade:" if terse else "predicted answer:"
+        prediction = prompt.split(marker)[1].split("\n")[0].strip()
+        golden = prompt.split("Reference answers:" if terse else "ground-truth answers:")[1]
+        golden = golden.split("\n")[0].strip()
+        asked = sum(prediction in p.split(marker)[1] for p in self.chats)
         if prediction == "slow":
             await asyncio.sleep(1)
-            reply = "correct"
+            verdict = "correct"
         elif prediction == "garbled":
-            reply = "Hmm, it could go either way."
+            return self._reply("Hmm, it could go either way.")
         elif prediction == "flaky":
-            reply = "correct or incorrect, hard to say" if asked == 1 else "correct"
+            verdict = "correct or incorrect, hard to say" if asked == 1 else "correct"
         elif prediction == "broken":
             return {"choices": []}
         else:
-            reply = "Correct." if prediction.split()[0] in golden else "incorrect"
-        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]}
+            verdict = "correct" if prediction.split()[0] in golden else "incorrect"
+        if terse:
+            return self._reply("Correct." if verdict == "correct" else verdict)
+        # The words alone are ambiguous; the braces in the rationale must not confuse the parser.
+        return self._reply(
+            f"Is it correct or incorrect? Compared with {golden}.\n"
+            + json.dumps({"rationale": "compared {x} with the answers", "judgement": verdict})
+        )
+
+    @staticmethod
+    def _reply(content: str) -> dict:
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
 
 
 @pytest.fixture(scope="module")
@@ -166,12 +181,12 @@ def test_research_loop_through_the_server_with_judge(server, world, make_config,
 
     q1 = rows["q1"]
     assert (q1["prediction"], q1["em"], q1["num_searches"]) == ("Nokate", 1.0, 1)
-    assert q1["finish_reason"] == "answer" and q1["valid_format"]
+    assert q1["finish_reason"] == "eos" and q1["valid_format"]  # the research profile
     # The second turn's prompt is the first turn's text, stop string restored, plus the result.
     second = [c["prompt"] for c in server.completions if "<result>" in c["prompt"]]
     assert len(second) == 1
-    assert "<search> Tepu Suno born </search>\n<result>\nDoc 1 (Title: Tepu Suno)" in second[0]
-    assert all(c["stop"] == ["</search>", "</answer>"] for c in server.completions)
+    assert "<search> Tepu Suno born </search> <result>\nTepu Suno\nTepu Suno was" in second[0]
+    assert all(c["stop"] == ["</search>"] for c in server.completions)
     assert server.max_in_flight == 2  # bounded, and actually concurrent
 
     q2 = rows["q2"]  # "Elnobo Republic" vs "Elnobo": not EM, covered, judged correct
@@ -272,8 +287,21 @@ def judge_settings(server, tmp_path, **kw) -> JudgeSettings:
     )
 
 
-def test_judge_retries_malformed_replies_and_caches_verdicts(server, tmp_path):
-    settings = judge_settings(server, tmp_path, max_retries=2)
+def test_judge_defaults_to_the_research_preset_with_room_for_a_rationale(server, tmp_path):
+    settings = judge_settings(server, tmp_path)
+    assert (settings.preset, settings.max_tokens) == ("research", 512)
+    verdict = Judge(settings, settings.cache).judge("Capital of France?", ["Paris"], "Paris")
+    assert verdict.correct is True and verdict.reply.startswith("Is it correct or incorrect?")
+    [prompt] = server.chats
+    assert "Give your reasons first" in prompt and '"judgement"' in prompt
+    assert "predicted answer: Paris" in prompt and "ground-truth answers: Paris" in prompt
+    own = judge_settings(server, tmp_path, prompt="Q {question} G {golden_answers} P {prediction}")
+    assert own.prompt_text == "Q {question} G {golden_answers} P {prediction}"
+
+
+@pytest.mark.parametrize("preset, reply", [("terse", "Correct."), ("research", None)])
+def test_judge_retries_malformed_replies_and_caches_verdicts(server, tmp_path, preset, reply):
+    settings = judge_settings(server, tmp_path, max_retries=2, preset=preset)
     judge = Judge(settings, settings.cache)
     items = [
         ("Capital of France?", ["Paris"], "Paris"),
@@ -283,7 +311,7 @@ def test_judge_retries_malformed_replies_and_caches_verdicts(server, tmp_path):
         ("Q?", ["a"], "broken"),
     ]
     paris, rome, flaky, garbled, broken = judge.judge_many(items)
-    assert (paris.correct, paris.reply) == (True, "Correct.")
+    assert paris.correct is True and paris.reply == (reply or paris.reply)
     assert rome.correct is False
     assert flaky.correct is True  # a malformed first reply, then a clean one
     assert garbled.correct is None and "malformed judge reply" in garbled.error
@@ -311,3 +339,21 @@ def test_parse_verdict():
     assert parse_verdict("The answer is not correct.") is False
     assert parse_verdict("correct / incorrect") is None
     assert parse_verdict("") is None
+
+
+def test_parse_verdict_reads_a_rationale_then_a_json_verdict():
+    fenced = (
+        "The prediction is not the same city, so it is incorrect... or is it correct?\n"
+        '```json\n{\n  "rationale": "Lyon {the city} is not Paris",\n'
+        '  "judgement": "incorrect"\n}\n```'
+    )
+    assert parse_verdict(fenced) is False
+    assert parse_verdict('{"rationale": "same", "judgement": "Correct"}') is True
+    assert parse_verdict('{"verdict": "correct"}') is True
+    # the last verdict object wins; an object without one is skipped
+    assert (
+        parse_verdict('{"judgement": "correct"} then {"judgement": "incorrect"} {"a": 1}') is False
+    )
+    # the template copied back ("correct" | "incorrect") is not a verdict
+    assert parse_verdict('{"rationale": "...", "judgement": "correct" | "incorrect"}') is None
+    assert parse_verdict('{"rationale": "x", "judgement": "correct or incorrect"}') is None

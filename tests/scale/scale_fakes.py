@@ -235,8 +235,10 @@ class ScriptedModel:
         context = tok.decode(prompt_ids, skip_special_tokens=False)
         question = next(q for q in self.scripts if q in context)
         turn = context.count("<result>")
-        marker = "</result>\n" if turn else "Assistant:"
+        marker = "</result>" if turn else "Assistant:"
         so_far = context[context.rindex(marker) + len(marker) :]
+        if turn:  # the search-r1 block ends with a newline of its own, not the model's
+            so_far = so_far.removeprefix("\n")
         planned = tok.encode(self.scripts[question][turn], add_special_tokens=False)
         planned.append(tok.eos_token_id)
         done = next(

@@ -45,8 +45,8 @@ def test_ranks_finishing_at_different_turns_make_the_same_number_of_calls(tmp_pa
     assert "error" not in r0 and "error" not in r1
     for s0, s1 in zip(r0["steps"], r1["steps"], strict=True):
         # rank 0 answered in one turn, rank 1 needed three: rank 0 padded with two empty calls
-        assert s0["finish"] == ["answer", "answer"] and s0["searches"] == [0, 0]
-        assert s1["finish"] == ["answer", "answer"] and s1["searches"] == [2, 2]
+        assert s0["finish"] == ["eos", "eos"] and s0["searches"] == [0, 0]
+        assert s1["finish"] == ["eos", "eos"] and s1["searches"] == [2, 2]
         assert (s0["calls"], s0["padding"]) == (3, 2)
         assert (s1["calls"], s1["padding"]) == (3, 0)
         # inserted results are masked out on the rank that searched

@@ -19,8 +19,14 @@ from scale_fakes import TOKEN_LOGPROB, FakeServerManager, make_tokenizer
 from research_rl.backends.base import GenerationRequest
 from research_rl.config import ConfigError
 from research_rl.corpus import Passage, write_corpus
+from research_rl.retrieval.base import Hit
 from research_rl.retrieval.index import build_index
-from research_rl.rollout import RolloutConfig, result_block
+from research_rl.rollout import (
+    RolloutConfig,
+    research_passages,
+    research_result_block,
+    result_block,
+)
 from research_rl.scale.verl import agent_loop as al
 from research_rl.scale.verl.compat import HAVE_VERL, _agent_loop_registry
 from research_rl.scale.verl.reward import compute_score
@@ -150,10 +156,14 @@ def run_loops(settings, server, tokenizer, rows, **kw):
     return asyncio.run(main())
 
 
-def test_rollout_on_the_server_manager_masks_inserted_results(tmp_path, index_dir, tokenizer):
-    settings = write_settings(tmp_path / "s.yaml", index_dir)
+@pytest.mark.parametrize("profile", ["research", "strict"])
+def test_rollout_on_the_server_manager_masks_inserted_results(
+    tmp_path, index_dir, tokenizer, profile
+):
+    settings = write_settings(tmp_path / "s.yaml", index_dir, profile=profile)
     server = FakeServerManager(tokenizer, {QUESTION: [SEARCH_TURN, ANSWER_TURN]})
     [out] = run_loops(settings, server, tokenizer, [row(QUESTION, ["Paris"])])
+    research = profile == "research"
 
     # What verl's server received: the rendered prompt as ids, the stop strings kept in the output,
     # and each turn's remaining budget.
@@ -163,7 +173,7 @@ def test_rollout_on_the_server_manager_masks_inserted_results(tmp_path, index_di
     assert first["prompt_ids"] == prompt_ids == out.prompt_ids
     for call in (first, second):
         params = call["sampling_params"]
-        assert params["stop"] == ["</search>", "</answer>"]
+        assert params["stop"] == (["</search>"] if research else ["</search>", "</answer>"])
         assert params["include_stop_str_in_output"] is True
         assert params["temperature"] == 1.0 and params["logprobs"] is True
     assert first["request_id"] == second["request_id"]  # one sticky session per rollout
@@ -176,20 +186,30 @@ def test_rollout_on_the_server_manager_masks_inserted_results(tmp_path, index_di
     n_res = mask[n0:].index(1)
     assert out.response_ids[:n0] == turn1 and mask[:n0] == [1] * n0
     inserted = tokenizer.decode(out.response_ids[n0 : n0 + n_res])
-    assert inserted.startswith("\n<result>") and "Paris is the capital of France." in inserted
-    assert inserted == result_block("Doc 1 (Title: Paris) Paris is the capital of France.")
+    assert "Paris is the capital of France." in inserted
+    paris = Passage.from_title_text("1", "Paris", "Paris is the capital of France.")
+    assert inserted == (
+        research_result_block(research_passages([Hit(paris, 1.0)]))
+        if research
+        else result_block("Doc 1 (Title: Paris) Paris is the capital of France.")
+    )
     assert second["prompt_ids"] == prompt_ids + out.response_ids[: n0 + n_res]
     assert second["sampling_params"]["max_tokens"] == 160 - (n0 + n_res)
     tail = out.response_ids[n0 + n_res :]
     assert set(mask[n0 + n_res :]) == {1}
-    assert tokenizer.decode(tail) == ANSWER_TURN  # stopped at </answer>, which is kept
+    if research:  # ended by the model's own EOS: kept, and a model token (mask 1)
+        assert tail[-1] == tokenizer.eos_token_id and tokenizer.decode(tail[:-1]) == ANSWER_TURN
+    else:
+        assert tokenizer.decode(tail) == ANSWER_TURN  # stopped at </answer>, which is kept
     # Log-probs: the server's on model tokens, 0.0 on inserted ones.
     assert out.response_logprobs == [TOKEN_LOGPROB if m else 0.0 for m in mask]
     assert out.num_turns == 4
 
     # The reward entry point scores the rollout's text the way the core does.
     extra = {**row(QUESTION, ["Paris"])["extra_info"], **out.extra_fields}
-    assert out.extra_fields["research_finish_reason"] == "answer"
+    assert out.extra_fields["research_finish_reason"] == ("eos" if research else "answer")
+    assert out.extra_fields["research_ended_with_eos"] is research
+    assert out.extra_fields["research_profile"] == profile
     reward = compute_score("test", "ignored", np.array(["Paris"], dtype=object), extra)
     assert reward == {"score": 1.0, "f1": 1.0, "em": 1.0, "valid_format": 1.0}
     assert out.extra_fields["research_rollout_reward"] == 1.0
@@ -221,6 +241,18 @@ def test_concurrent_rollouts_share_batched_retrieval(tmp_path, index_dir, tokeni
     assert sum(len(b) for b in searches) == 4
     assert len(searches) < 4  # queries of concurrent rollouts were coalesced
     assert all(0 in o.response_mask for o in outs)
+
+
+def test_the_reward_scores_by_the_rollouts_profile():
+    """A model-written <result> is valid under the research rules, not the strict ones; a
+    rollout from another agent loop (no research_* fields) is scored on solution_str."""
+    text = "<think> t </think> <result> guess </result> <answer> \\boxed{Paris} </answer>"
+    extra = {"research_text": text, "research_truncated": False}
+    assert (
+        compute_score("t", "x", ["Paris"], {**extra, "research_profile": "research"})["score"] == 1
+    )
+    assert compute_score("t", "x", ["Paris"], {**extra, "research_profile": "strict"})["score"] == 0
+    assert compute_score("t", text, ["Paris"], {})["score"] == 1.0
 
 
 def test_length_budget_truncates_and_scores_zero(tmp_path, index_dir, tokenizer):

@@ -11,6 +11,7 @@ import yaml
 from datasets import Dataset
 
 from research_rl.config import ConfigError
+from research_rl.profiles import PROFILES
 from research_rl.questions import Question, write_questions
 from research_rl.scale.verl import launch, prepare
 from research_rl.scale.verl.agent_loop import AGENT_NAME, load_settings, question_from_row
@@ -74,6 +75,8 @@ def test_run_files_are_validated_and_absolute(tmp_path, monkeypatch):
     settings = load_settings(str(run / "settings.yaml"))
     assert settings.retriever.url == "http://retriever:8000" and settings.retriever.index is None
     assert (settings.rollout.max_response_tokens, settings.rollout.topk) == (8192, 5)
+    # ReSearch's protocol: no search cap, whole passages in ReSearch's block, stop at </search>
+    assert settings.rollout.effective() == PROFILES["research"]
     [entry] = yaml.safe_load((run / "agent_loops.yaml").read_text())
     assert entry == {
         "name": AGENT_NAME,
@@ -87,6 +90,14 @@ def test_run_files_are_validated_and_absolute(tmp_path, monkeypatch):
     assert "data.max_response_length=8192" in overrides
     reward_path = next(o for o in overrides if o.startswith("reward.custom_reward_function.path="))
     assert Path(reward_path.split("=", 1)[1]).is_file()
+
+
+def test_research_grpo_holds_researchs_entropy_bonus():
+    """verl's own default moved to 0; ReSearch trains with 0.001 (loss = pg - 0.001 x entropy)."""
+    cfg = yaml.safe_load(launch.HYDRA_CONFIG.read_text())
+    actor = cfg["actor_rollout_ref"]["actor"]
+    assert actor["entropy_coeff"] == 0.001
+    assert (actor["use_kl_loss"], actor["kl_loss_coef"]) == (True, 0.001)
 
 
 def test_user_settings_get_the_retriever_url_and_bad_keys_fail(tmp_path):
@@ -128,4 +139,5 @@ def test_research_grpo_composes_on_verls_trainer_config(tmp_path):
         0.001,
     )
     assert (actor.clip_ratio, actor.loss_agg_mode) == (0.2, "token-mean")
+    assert actor.entropy_coeff == 0.001
     assert cfg.algorithm.adv_estimator == "grpo" and cfg.trainer.nnodes == 4

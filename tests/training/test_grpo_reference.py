@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from research_rl.grpo import group_advantages, grpo_loss, k3_kl
+from research_rl.grpo import group_advantages, grpo_loss, k3_kl, token_entropy
 
 
 def test_group_advantages_normalise_within_each_group():
@@ -94,6 +94,34 @@ def test_kl_term_is_beta_times_masked_token_mean_k3():
     expected = (kl * mask).sum() / mask.sum()
     assert out.kl.item() == pytest.approx(expected.item())
     assert out.loss.item() == pytest.approx(0.25 * expected.item())
+
+
+def test_token_entropy_of_known_distributions():
+    uniform = torch.zeros(2, 3, 8)  # 8 equally likely tokens: entropy log 8
+    assert torch.allclose(token_entropy(uniform), torch.full((2, 3), math.log(8)))
+    certain = torch.tensor([[0.0, -1e4, -1e4]])
+    assert token_entropy(certain).item() == pytest.approx(0.0, abs=1e-6)
+    p = torch.tensor([0.5, 0.25, 0.25])
+    assert token_entropy(p.log()).item() == pytest.approx(-(p * p.log()).sum().item())
+
+
+def test_entropy_bonus_is_minus_coef_times_masked_token_mean_entropy():
+    logp, mask = _batch(6)
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(3, 6, 5, generator=g, requires_grad=True)
+    entropy = token_entropy(logits)
+    adv = torch.tensor([0.4, -0.3, 1.0])
+    plain = grpo_loss(logp, logp, None, adv, mask, beta=0.0)
+    out = grpo_loss(logp, logp, None, adv, mask, beta=0.0, entropy=entropy, entropy_coef=0.3)
+    mean = (entropy * mask).sum() / mask.sum()
+    assert out.entropy.item() == pytest.approx(mean.item())
+    assert out.loss.item() == pytest.approx(plain.loss.item() - 0.3 * mean.item())
+    # its gradient raises the entropy of unmasked positions only
+    out.loss.backward()
+    hidden = mask == 0
+    assert torch.all(logits.grad[hidden] == 0) and logits.grad[~hidden].abs().sum() > 0
+    with pytest.raises(ValueError, match="per-token entropies"):
+        grpo_loss(logp, logp, None, adv, mask, beta=0.0, entropy_coef=0.1)
 
 
 def test_masked_tokens_change_neither_loss_nor_gradient():

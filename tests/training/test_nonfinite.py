@@ -60,11 +60,11 @@ def test_a_nan_reward_stops_the_run(tmp_path, monkeypatch):
     real_score = rollouts.score
     calls = {"n": 0}
 
-    def score(text, golden, truncated=False):
+    def score(text, golden, truncated=False, **rules):
         calls["n"] += 1
         if calls["n"] > 2 * PER_STEP:  # the third step's rewards
             return Reward(float("nan"), 0.0, 0.0, False, "poisoned")
-        return real_score(text, golden, truncated)
+        return real_score(text, golden, truncated, **rules)
 
     monkeypatch.setattr(rollouts, "score", score)
     with pytest.raises(rollouts.NonFiniteError) as err:

@@ -100,12 +100,13 @@ def test_lora_trains_only_the_adapter_and_checkpoints_it(tmp_path):
     ).is_file()
 
 
-def _one_step_weights(out: Path, micro_batch_size: int) -> dict:
+def _one_step_weights(out: Path, micro_batch_size: int, entropy_coef: float = 0.0) -> dict:
     cfg = load_train_config(
         CONFIG,
         {
             "grpo.max_steps": 1,
             "grpo.micro_batch_size": micro_batch_size,
+            "grpo.entropy_coef": entropy_coef,
             "grpo.learning_rate": 1e-3,
             "run.save_every": 1,
             "run.eval_every": 10,
@@ -137,7 +138,11 @@ def _one_step_weights(out: Path, micro_batch_size: int) -> dict:
 
 def test_micro_batching_does_not_change_the_step(tmp_path):
     """Token-mean over the whole step: 10 completions in one micro-batch or in two of 5 (with
-    gradient accumulation, rollouts of different lengths) give the same update."""
+    gradient accumulation, rollouts of different lengths) give the same update.
+
+    The policy and KL terms only: the entropy bonus is a mean per micro-batch, averaged over the
+    micro-batches (TRL's, as verl's), so with micro-batches of different token counts it weighs
+    tokens a little differently; it is off here and checked on its own below."""
     whole = _one_step_weights(tmp_path / "whole", 10)
     halves = _one_step_weights(tmp_path / "halves", 5)
     start = load_file(str(Path(load_train_config(CONFIG).model.path) / "model.safetensors"))
@@ -145,3 +150,9 @@ def test_micro_batching_does_not_change_the_step(tmp_path):
     assert moved  # the step did change the weights
     for k in whole:
         assert torch.allclose(whole[k], halves[k], rtol=1e-4, atol=1e-6), k
+
+
+def test_the_entropy_bonus_moves_the_step(tmp_path):
+    plain = _one_step_weights(tmp_path / "plain", 10)
+    bonus = _one_step_weights(tmp_path / "bonus", 10, entropy_coef=0.5)
+    assert any(not torch.allclose(plain[k], bonus[k], rtol=1e-4, atol=1e-6) for k in plain)

@@ -4,7 +4,8 @@ The batch comes through the real path: the adapter's rollout function runs the c
 RolloutEngine (a scripted backend, the real BM25 index) inside TRL's
 ``_generate_and_score_completions``, so the inserted ``<result>`` tokens reach the loss only
 through TRL's handling of ``env_mask``. If a TRL upgrade changes that handling (renames the key,
-stops multiplying it into the loss mask, changes the aggregation) these tests fail.
+stops multiplying it into the loss mask, changes the aggregation, the entropy bonus or the vLLM
+importance-sampling switch) these tests fail.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import pytest
 import torch
 
 from research_rl.backends.scripted import ScriptedBackend
-from research_rl.grpo import group_advantages, grpo_loss
+from research_rl.grpo import group_advantages, grpo_loss, token_entropy
 from research_rl.training.config import TrainConfig
 from research_rl.training.run import build_trainer
 
 TINY = Path(__file__).resolve().parents[2] / "examples" / "tiny"
 GROUP = 3
+ENTROPY_COEF = 0.3  # far above the paper's 0.001, so the term weighs in the comparison
 
 # Three behaviours per question: search then answer right, search then answer wrong, answer with
 # no search. The golden answer is filled in per question.
@@ -37,7 +39,7 @@ SCRIPTS = [
 ]
 
 
-def _config(tmp_path: Path, beta: float) -> TrainConfig:
+def _config(tmp_path: Path, beta: float, **grpo) -> TrainConfig:
     return TrainConfig.model_validate(
         {
             "model": {"path": str(TINY / "model")},
@@ -50,16 +52,22 @@ def _config(tmp_path: Path, beta: float) -> TrainConfig:
                 "max_passage_tokens": 12,
                 "topk": 2,
             },
-            "grpo": {"group_size": GROUP, "questions_per_step": 2, "beta": beta, "seed": 3},
+            "grpo": {
+                "group_size": GROUP,
+                "questions_per_step": 2,
+                "beta": beta,
+                "seed": 3,
+                **grpo,
+            },
             "run": {"output_dir": str(tmp_path)},
         }
     )
 
 
-def _trainer(tmp_path: Path, beta: float):
+def _trainer(tmp_path: Path, beta: float, **grpo):
     from research_rl.questions import read_questions
 
-    cfg = _config(tmp_path, beta)
+    cfg = _config(tmp_path, beta, **grpo)
     questions = read_questions(cfg.data.train, limit=2)
     scripts = {}
     for q in questions:
@@ -83,13 +91,20 @@ def _trainer(tmp_path: Path, beta: float):
     return trainer, rollout_func, rows
 
 
-def _reference_logps(model, inputs) -> torch.Tensor:
+def _reference(model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probs of the completion tokens, entropy of each completion position), temperature 1."""
     ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
     attention = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
     logits = model(input_ids=ids, attention_mask=attention).logits
     n = inputs["completion_ids"].size(1)
-    logp = torch.log_softmax(logits[:, -n - 1 : -1].float(), dim=-1)
-    return logp.gather(-1, inputs["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    completion_logits = logits[:, -n - 1 : -1].float()
+    logp = torch.log_softmax(completion_logits, dim=-1)
+    token_logp = logp.gather(-1, inputs["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    return token_logp, token_entropy(completion_logits)
+
+
+def _reference_logps(model, inputs) -> torch.Tensor:
+    return _reference(model, inputs)[0]
 
 
 def _grads(model) -> list[torch.Tensor]:
@@ -101,7 +116,7 @@ def _grads(model) -> list[torch.Tensor]:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("equiv")
-    trainer, rollout_func, rows = _trainer(tmp, beta=0.2)
+    trainer, rollout_func, rows = _trainer(tmp, beta=0.2, entropy_coef=ENTROPY_COEF)
     # Move the policy away from the frozen reference so the KL term and its gradient are non-zero.
     torch.manual_seed(0)
     with torch.no_grad():
@@ -144,19 +159,24 @@ def test_trl_loss_and_gradients_match_the_reference(setup):
     trl_grads = _grads(model)
 
     mask = inputs["completion_mask"] * inputs["tool_mask"]
+    logp, entropy = _reference(model, inputs)
     ref = grpo_loss(
-        _reference_logps(model, inputs),
+        logp,
         inputs["old_per_token_logps"],
         inputs["ref_per_token_logps"],
         inputs["advantages"],
         mask,
         clip_eps=0.2,
         beta=0.2,
+        entropy=entropy,
+        entropy_coef=ENTROPY_COEF,
     )
     ref.loss.backward()
     ref_grads = _grads(model)
 
-    assert ref.kl.item() > 1e-4 and 0 < ref.clip_fraction.item() < 1  # every term is live
+    # every term is live: the KL, the clip, and an entropy bonus that moves the loss
+    assert ref.kl.item() > 1e-4 and 0 < ref.clip_fraction.item() < 1
+    assert ENTROPY_COEF * ref.entropy.item() > 0.1 * abs(ref.loss.item()) > 0
     assert trl_loss.item() == pytest.approx(ref.loss.item(), rel=1e-4, abs=1e-6)
     assert len(trl_grads) == len(ref_grads) > 0
     for a, b in zip(trl_grads, ref_grads, strict=True):
@@ -191,6 +211,80 @@ def test_masked_log_probs_change_neither_trl_loss_nor_gradients(setup):
         assert not torch.allclose(loss_and_grads(visible)[0], base_loss), key
 
 
+def test_the_entropy_bonus_is_the_reference_one_minus_coef_times_entropy(setup):
+    """Switching TRL's bonus off moves its loss by exactly the reference's entropy term."""
+    trainer, inputs, _ = setup
+    model = trainer.model
+    with torch.no_grad():
+        with_bonus = trainer.compute_loss(model, inputs).item()
+        logp, entropy = _reference(model, inputs)
+    mask = inputs["completion_mask"] * inputs["tool_mask"]
+    mean_entropy = ((entropy * mask).sum() / mask.sum()).item()
+    trainer.entropy_coef, trainer._entropy_bonus_enabled = 0.0, False
+    try:
+        with torch.no_grad():
+            without = trainer.compute_loss(model, inputs).item()
+    finally:
+        trainer.entropy_coef, trainer._entropy_bonus_enabled = ENTROPY_COEF, True
+    assert with_bonus - without == pytest.approx(-ENTROPY_COEF * mean_entropy, rel=1e-4)
+
+
+def test_no_vllm_importance_sampling_correction_under_our_arguments(setup):
+    """With the arguments grpo_args gives TRL, its vLLM path leaves the loss uncorrected: an
+    importance-sampling ratio in the batch changes nothing (and would, were it switched on)."""
+    trainer, inputs, _ = setup
+    assert trainer.args.vllm_importance_sampling_correction is False  # set by grpo_args
+    model = trainer.model
+    ratio = 0.5 + torch.rand(
+        inputs["completion_ids"].shape, generator=torch.Generator().manual_seed(4)
+    )
+    skewed = {**inputs, "importance_sampling_ratio": ratio}
+    trainer.use_vllm = True
+    try:
+        with torch.no_grad():
+            trainer.vllm_importance_sampling_correction = (
+                trainer.args.vllm_importance_sampling_correction
+            )
+            plain = trainer.compute_loss(model, inputs).item()
+            ours = trainer.compute_loss(model, skewed).item()
+            trainer.vllm_importance_sampling_correction = True
+            corrected = trainer.compute_loss(model, skewed).item()
+    finally:
+        trainer.use_vllm, trainer.vllm_importance_sampling_correction = False, False
+    assert ours == plain
+    assert corrected != pytest.approx(plain, rel=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["colocate", "server"])
+def test_vllm_mode_arguments_reach_trl(tmp_path, mode):
+    from research_rl.training.config import grpo_args
+
+    cfg = TrainConfig.model_validate(
+        {
+            "model": {"path": "m"},
+            "data": {"train": "t.jsonl"},
+            "retriever": {"index": "i"},
+            "generation": {
+                "backend": "vllm",
+                "vllm_mode": mode,
+                "vllm_server_url": "http://gen:8001",
+                "vllm_gpu_memory_utilization": 0.45,
+            },
+        }
+    )
+    args = grpo_args(cfg, tmp_path)
+    assert (args.use_vllm, args.vllm_mode) == (True, mode)
+    assert args.vllm_server_base_url == ("http://gen:8001" if mode == "server" else None)
+    assert args.vllm_gpu_memory_utilization == 0.45 and args.vllm_tensor_parallel_size == 1
+    assert args.vllm_importance_sampling_correction is False  # ReSearch has none; TRL's is on
+    assert args.entropy_coef == 1e-3 and args.use_adaptive_entropy is False
+    # both are config values a user may change
+    cfg.generation.vllm_importance_sampling_correction = True
+    cfg.grpo.entropy_coef = 0.0
+    args = grpo_args(cfg, tmp_path)
+    assert args.vllm_importance_sampling_correction is True and args.entropy_coef == 0.0
+
+
 def test_paper_defaults_reach_trl(tmp_path):
     from research_rl.training.config import grpo_args
 
@@ -211,4 +305,7 @@ def test_paper_defaults_reach_trl(tmp_path):
     assert args.learning_rate == 1e-6
     assert args.temperature == 1.0
     assert args.num_iterations == 1
+    assert args.entropy_coef == 1e-3  # verl's default, which ReSearch trains with (TRL's is 0)
+    assert args.use_vllm is False and args.vllm_importance_sampling_correction is False
+    assert args.max_completion_length == 8192  # the research profile's budget
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 256 * 5

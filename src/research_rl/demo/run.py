@@ -58,6 +58,7 @@ HOPS = {1: "one_hop", 2: "two_hop"}
 _DEMO_ROLLOUT: dict[str, Any] = dict(
     topk=1, max_passage_tokens=32, max_searches=3, max_response_tokens=256, max_prompt_tokens=192
 )
+_DEMO_ROLLOUT["profile"] = "strict"  # the protocol the demo was built and measured with
 # Group 8 at the paper's temperature 1.0, 300 steps: with groups of 5, or from a policy whose
 # format training had not converged, the policy drifted to answering without searching; at 0.7
 # it explored second searches less. KL 1e-2, ten times the paper's: one-hop questions are learnt

@@ -28,8 +28,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from research_rl import __version__, tags
+from research_rl import __version__
 from research_rl.config import ConfigError
+from research_rl.evaluation.metrics import PLAIN_TEXT_METHODS
 from research_rl.questions import Question
 from research_rl.rollout import RolloutConfig
 
@@ -74,13 +75,16 @@ def sha256_json(value: Any) -> str:
 
 
 def rollout_profile(rollout: RolloutConfig) -> str:
-    return str(getattr(rollout, "profile", "strict"))
+    return rollout.profile
 
 
 def answer_extraction_rule(rollout: RolloutConfig, method: str) -> str:
     """The one place that names how a method's prediction is read from its response."""
     profile = rollout_profile(rollout)
-    return ANSWER_RULES.get(profile, f"profile {profile!r}")
+    rule = ANSWER_RULES.get(profile, f"profile {profile!r}")
+    if method in PLAIN_TEXT_METHODS:
+        rule += "; else plain text: boxed anywhere, the <answer> span, the last line"
+    return rule
 
 
 def dataset_section(questions: Sequence[Question]) -> dict[str, Any]:
@@ -227,7 +231,7 @@ def _rollout_section(rollout: RolloutConfig) -> dict[str, Any]:
         "profile": rollout_profile(rollout),
         **settings,
         "template_sha256": template_sha256(rollout),
-        "stop": list(tags.STOP_STRINGS),
+        "stop": list(rollout.effective().stop_strings),
     }
 
 
@@ -300,7 +304,8 @@ def eval_card(
     if cfg.judge is not None:
         judge = {
             "model": cfg.judge.model,
-            "prompt_sha256": sha256_text(cfg.judge.prompt),
+            "preset": cfg.judge.preset if cfg.judge.prompt is None else None,
+            "prompt_sha256": sha256_text(cfg.judge.prompt_text),
             "max_tokens": cfg.judge.max_tokens,
         }
     m = cfg.model

@@ -15,7 +15,8 @@ Method = Literal["research", "direct", "rag"]
 PresetName = Literal["research", "search-r1"]
 SEED_STRIDE = 1000  # seed k of --seeds: sampling.seed + 1000 k (the engine adds 1 per turn)
 
-DEFAULT_JUDGE_PROMPT = """You are grading an answer to a question against the reference answers.
+# The terse preset: one word back (research-rl's earlier judge prompt).
+TERSE_JUDGE_PROMPT = """You are grading an answer to a question against the reference answers.
 The answer is correct when it means the same as one of the reference answers (other wording,
 aliases, abbreviations or extra detail that does not contradict it are fine); otherwise it is
 incorrect.
@@ -25,6 +26,27 @@ Reference answers: {golden_answers}
 Answer to grade: {prediction}
 
 Reply with exactly one word: correct or incorrect."""
+
+# The research preset: the shape of ReSearch's judge prompt (a rationale first, then the verdict
+# in JSON), in our own words.
+RESEARCH_JUDGE_PROMPT = """You are given a question, its ground-truth answers (each one of them \
+is a correct answer on its own) and a predicted answer. Judge whether the predicted answer \
+answers the question correctly, going by the ground-truth answers. Give your reasons first, then \
+your judgement: correct or incorrect.
+
+How to judge:
+1. The predicted answer need not repeat a ground-truth answer word for word; it must mean the \
+same thing, for this question.
+2. Matching any one of the ground-truth answers is enough.
+
+question: {question}
+ground-truth answers: {golden_answers}
+predicted answer: {prediction}
+
+Reply in this JSON format:
+{"rationale": "why, in words", "judgement": "correct or incorrect"}"""
+
+JUDGE_PROMPTS = {"research": RESEARCH_JUDGE_PROMPT, "terse": TERSE_JUDGE_PROMPT}
 
 # Baseline prompts. They ask for the same answer format as the ReSearch prompt, so one extraction
 # rule (the last \boxed{} of the answer) scores every method. {question} is the question; the RAG
@@ -122,24 +144,32 @@ class PromptSettings(StrictModel):
 
 
 class JudgeSettings(StrictModel):
-    """LLM-as-judge over an OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+    """LLM-as-judge over an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+    ``preset`` picks a built-in prompt: ``research`` (ReSearch's shape: a rationale, then a JSON
+    verdict) or ``terse`` (one word). ``prompt`` replaces it with your own text."""
 
     url: str  # base URL, e.g. https://api.openai.com/v1 or http://localhost:8001/v1
     model: str
     api_key_env: str | None = None  # environment variable holding the API key, if any
-    prompt: str = DEFAULT_JUDGE_PROMPT  # with {question}, {golden_answers}, {prediction}
-    max_tokens: int = Field(8, ge=1)
+    preset: Literal["research", "terse"] = "research"
+    prompt: str | None = None  # your own, with {question}, {golden_answers}, {prediction}
+    # Room for a rationale before the verdict (8 tokens cut the research preset's replies).
+    max_tokens: int = Field(512, ge=1)
     max_in_flight: int = Field(8, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0)  # on timeouts, server errors and malformed replies
     backoff_s: float = Field(1.0, ge=0)
     cache: str | None = None  # JSONL verdict cache; None = <output_dir>/judge_cache.jsonl
 
+    @property
+    def prompt_text(self) -> str:
+        return self.prompt if self.prompt is not None else JUDGE_PROMPTS[self.preset]
+
     @model_validator(mode="after")
     def _prompt_slots(self) -> JudgeSettings:
-        missing = [
-            s for s in ("{question}", "{golden_answers}", "{prediction}") if s not in self.prompt
-        ]
+        text = self.prompt_text
+        missing = [s for s in ("{question}", "{golden_answers}", "{prediction}") if s not in text]
         if missing:
             raise ValueError(f"the judge prompt lacks the slot(s) {', '.join(missing)}")
         return self

@@ -1,7 +1,10 @@
 """LLM-as-judge: a correct/incorrect verdict from any OpenAI-compatible chat endpoint.
 
-The question, golden answers and prediction fill the configured prompt; the reply must be
-"correct" or "incorrect" (whole words, any case; a reply naming both or neither is malformed).
+The question, golden answers and prediction fill the configured prompt. A reply is read as a
+verdict in one of two shapes: a JSON object with a ``judgement`` (or ``judgment`` / ``verdict``)
+of "correct" or "incorrect", the last such object of the reply winning, whatever reasoning comes
+before it (the research preset asks for that); or, without one, the words "correct" or
+"incorrect" (whole words, any case; a reply naming both or neither is malformed).
 Timeouts, connection failures, HTTP 429/5xx and malformed replies are retried with back-off; a
 question still without a verdict after the retries gets ``correct=None`` and the error, which the
 tables count (``judge_failed``) instead of scoring it as wrong. Verdicts are cached on disk by
@@ -42,8 +45,32 @@ class Verdict:
         return {"correct": self.correct, "reply": self.reply, "error": self.error}
 
 
+_VERDICT_KEYS = ("judgement", "judgment", "verdict")
+
+
+def _json_verdict(reply: str) -> str | None:
+    """The verdict string of the last JSON object in ``reply`` that carries one."""
+    decoder = json.JSONDecoder()
+    for start in reversed([i for i, c in enumerate(reply) if c == "{"]):
+        try:
+            obj, _ = decoder.raw_decode(reply, start)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            for key in _VERDICT_KEYS:
+                if isinstance(obj.get(key), str):
+                    return obj[key]
+    return None
+
+
 def parse_verdict(reply: str) -> bool | None:
-    """True for "correct", False for "incorrect" (also "not correct"), None when malformed."""
+    """True for "correct", False for "incorrect" (also "not correct"), None when malformed. A
+    JSON verdict wins over the words around it (a rationale may say both)."""
+    verdict = _json_verdict(reply)
+    return _word_verdict(reply if verdict is None else verdict)
+
+
+def _word_verdict(reply: str) -> bool | None:
     words = _WORD.findall(reply.lower())
     says_incorrect = "incorrect" in words or any(
         a == "not" and b == "correct" for a, b in zip(words, words[1:], strict=False)
@@ -111,7 +138,7 @@ class Judge:
     def prompt(self, question: str, golden_answers: Sequence[str], prediction: str) -> str:
         # Plain replacement, not str.format: predictions and prompts may hold braces.
         return (
-            self.settings.prompt.replace("{question}", question)
+            self.settings.prompt_text.replace("{question}", question)
             .replace("{golden_answers}", " | ".join(golden_answers))
             .replace("{prediction}", prediction)
         )

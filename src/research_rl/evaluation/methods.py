@@ -1,10 +1,12 @@
 """The evaluated methods, all run through the core's rollout engine so they share one record
-(:class:`~research_rl.trajectory.Trajectory`) and one answer rule (the last ``\\boxed{}``):
+(:class:`~research_rl.trajectory.Trajectory`) and one answer rule (the rollout profile's boxed
+answer; the baselines also count a plain-text answer, see ``evaluation.metrics``):
 
 - ``research``: the search-interleaved ReSearch loop, with the ``rollout`` section's template;
 - ``direct``: the model answers from its own knowledge (no search: ``max_searches=0`` and a
   retriever that refuses to be called);
-- ``rag``: one retrieval with the question, the passages put in the prompt, then one answer.
+- ``rag``: one retrieval with the question, the passages put in the prompt (FlashRAG's
+  ``Doc i (Title: …) text`` lines, cut to the profile's ``max_passage_tokens``), then one answer.
 """
 
 from __future__ import annotations
@@ -120,8 +122,8 @@ class MethodRunner:
         if self.method == "rag":
             assert self.retriever is not None
             hits = _search_once(self.retriever, questions, self.cfg.rollout.topk)
-            r = self.cfg.rollout
-            passages = [format_passages(h, self.tokenizer, r.max_passage_tokens) for h in hits]
+            cut = self.cfg.rollout.effective().max_passage_tokens
+            passages = [format_passages(h, self.tokenizer, cut) for h in hits]
             # update, not replace: concurrent workers each run their own questions (keyed by text).
             self.rag_template.passages.update(
                 {q.question.strip(): p for q, p in zip(questions, passages, strict=True)}

@@ -53,7 +53,7 @@ from research_rl.evaluation.card import (
 from research_rl.evaluation.config import SEED_STRIDE, EvalConfig, Method
 from research_rl.evaluation.judge import Judge
 from research_rl.evaluation.methods import LockedRetriever, MethodRunner
-from research_rl.evaluation.metrics import answer_metrics
+from research_rl.evaluation.metrics import trajectory_metrics
 from research_rl.evaluation.presets import check_preset
 from research_rl.evaluation.replay import (
     STORE_DIR,
@@ -80,7 +80,7 @@ class PredictionFileError(QuestionFileError):
 
 
 def prediction_row(traj: Trajectory, dataset: str, method: str) -> dict[str, Any]:
-    metrics = answer_metrics(traj.text, traj.golden_answers)
+    metrics = trajectory_metrics(traj, method)
     return {
         "id": traj.question_id,
         "dataset": dataset,

@@ -3,10 +3,12 @@ the response envelopes each family of clients expects.
 
 Two families of clients exist in the wild:
 
-- ReSearch / Search-R1 style: ``POST /retrieve`` with ``{"queries", "topk", "return_scores"}``,
-  answered ``{"result": [[hit, ...], ...]}``.
-- FlashRAG style: ``POST /search`` (one query) and ``POST /batch_search`` with
-  ``{"query", "top_n", "return_score"}``, answered with bare lists (``[docs, scores]`` with scores).
+- Search-R1 style: ``POST /retrieve`` with ``{"queries", "topk", "return_scores"}``, answered
+  ``{"result": [[hit, ...], ...]}``.
+- FlashRAG style, which ReSearch's rollout client speaks: ``POST /search`` (one query) and
+  ``POST /batch_search`` (ReSearch sends ``{"query": [...], "top_n": 5}`` and reads each hit's
+  ``contents``) with ``{"query", "top_n", "return_score"}``, answered with bare lists
+  (``[docs, scores]`` with scores).
 
 Every endpoint accepts every spelling of each field; each keeps its own response envelope.
 Requests are parsed by hand rather than by a pydantic body model so each rejection says exactly

@@ -1,9 +1,11 @@
 """The ``research train`` config: one YAML file, validated, mapped onto TRL's ``GRPOConfig``.
 
-Defaults reproduce the ReSearch paper (group size 5, k3 KL 1e-3 against a frozen reference, clip
-0.2, token-mean, lr 1e-6, temperature 1.0). Where TRL 1.16's own default differs (``beta=0``,
-``num_generations=8``, bias-corrected KL), :func:`grpo_args` sets the paper's value explicitly, so a
-TRL upgrade that moves a default cannot silently change the objective.
+Defaults reproduce the ReSearch paper and its released training code (group size 5, k3 KL 1e-3
+against a frozen reference, clip 0.2, token-mean, lr 1e-6, temperature 1.0, entropy bonus 0.001,
+no importance-sampling correction of vLLM's samples). Where TRL 1.16's own default differs
+(``beta=0``, ``num_generations=8``, bias-corrected KL, ``entropy_coef=0``,
+``vllm_importance_sampling_correction=True``), :func:`grpo_args` sets the paper's value
+explicitly, so a TRL upgrade that moves a default cannot silently change the objective.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class GRPOSettings(StrictModel):
     # Completions per forward/backward on one device; None = the whole step's share at once.
     micro_batch_size: int | None = Field(None, ge=1)
     beta: float = Field(1e-3, ge=0)  # k3 KL coefficient against the frozen reference
+    # loss = policy loss - entropy_coef * token-mean entropy: ReSearch trains with verl's default
+    # coefficient, 0.001 (TRL's default is 0).
+    entropy_coef: float = Field(1e-3, ge=0)
     clip_eps: float = Field(0.2, gt=0)
     clip_eps_high: float | None = Field(None, gt=0)  # None = symmetric clipping
     # token-mean: every unmasked token of the step weighs the same (the paper's, verl's default);
@@ -94,6 +99,9 @@ class GenerationSettings(StrictModel):
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_server_url: str = "http://localhost:8000"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    # TRL's correction of the policy loss by the ratio of the trainer's to vLLM's token
+    # probabilities (on by default in TRL 1.16). ReSearch has none: off unless asked for.
+    vllm_importance_sampling_correction: bool = False
     # The rollout engine's turn count differs per process; a tensor-parallel colocated engine
     # needs every process to call generate in lockstep, so only 1 is supported here.
     vllm_tensor_parallel_size: Literal[1] = 1
@@ -185,12 +193,13 @@ def grpo_args(
         num_iterations=1,
         mask_truncated_completions=False,  # the reward already gives truncated rollouts 0
         top_entropy_quantile=1.0,
-        entropy_coef=0.0,
+        entropy_coef=g.entropy_coef,
+        use_adaptive_entropy=False,
         # sampling (the rollout function reads these from here)
         temperature=g.temperature,
         top_p=g.top_p,
         top_k=g.top_k,
-        max_completion_length=cfg.rollout.max_response_tokens,
+        max_completion_length=cfg.rollout.effective().max_response_tokens,
         # batch layout: one generation per optimiser step
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=accumulation,
@@ -218,6 +227,7 @@ def grpo_args(
         else None,
         vllm_gpu_memory_utilization=cfg.generation.vllm_gpu_memory_utilization,
         vllm_tensor_parallel_size=cfg.generation.vllm_tensor_parallel_size,
+        vllm_importance_sampling_correction=cfg.generation.vllm_importance_sampling_correction,
         # logging and checkpoints are ours (run directory layout, atomic saves)
         logging_steps=1,
         logging_nan_inf_filter=False,  # a NaN loss must surface, not be averaged away

@@ -7,8 +7,8 @@ every turn's queries through the retriever; batching is the main speed-up on CPU
 returns the token ids, the generation log-probs and ``env_mask`` (the core's loss mask: 0 on the
 inserted ``<result>`` tokens), which TRL 1.16 turns into ``tool_mask`` and multiplies into the
 completion mask of the policy loss, the KL term and every token count. The completion text the
-reward reads travels as an extra field (``response_text``): TRL's own decoding skips special
-tokens and would not show what the core scored.
+reward reads travels as extra fields (``response_text``, ``truncated`` and ``profile``, whose rules
+score it): TRL's own decoding skips special tokens and would not show what the core scored.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ def to_trl_batch(trajectories: list[Trajectory]) -> dict[str, list]:
         "env_mask": [list(t.loss_mask) for t in trajectories],
         "response_text": [t.text for t in trajectories],
         "truncated": [t.truncated for t in trajectories],
+        "profile": [t.profile for t in trajectories],
     }
 
 
@@ -146,14 +147,19 @@ def research_reward(
     response_text: list[str],
     golden_answers: list[list[str]],
     truncated: list[bool],
+    profile: list[str] | None = None,
     trainer_state: Any = None,
     **_: Any,
 ) -> list[float]:
-    """The paper's rule reward on the core's own completion text (``research_rl.reward.score``)."""
+    """The rule reward (``research_rl.reward.score``) on the core's own completion text, under
+    the rules of the profile each rollout ran with."""
     step = "" if trainer_state is None else f"step {trainer_state.global_step + 1}: "
+    profiles = profile or ["research"] * len(response_text)
     rewards = []
-    for text, golden, cut in zip(response_text, golden_answers, truncated, strict=True):
-        value = score(text, golden, truncated=cut).value
+    for text, golden, cut, rules in zip(
+        response_text, golden_answers, truncated, profiles, strict=True
+    ):
+        value = score(text, golden, cut, rules=rules).value
         if not math.isfinite(value):
             raise NonFiniteError(f"{step}reward is {value} for golden answers {golden!r}")
         rewards.append(value)

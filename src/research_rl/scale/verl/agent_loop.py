@@ -3,8 +3,8 @@
 verl runs one agent loop per sample, many of them concurrently on an event loop in each
 ``AgentLoopWorker``, and generates through ``self.server_manager.generate`` (token ids in, token
 ids out, on verl's async vLLM servers). This loop does not re-implement the ReSearch state machine:
-it runs the core's :class:`research_rl.rollout.RolloutEngine` (templates, stop at ``</search>`` /
-``</answer>``, query extraction, ``<result>`` insertion with loss mask 0, budgets, search limit)
+it runs the core's :class:`research_rl.rollout.RolloutEngine` (the rollout profile's templates,
+stops, query extraction, ``<result>`` insertion with loss mask 0, budgets and search cap, if any)
 in a worker thread, with two bridges back to the event loop:
 
 - generation: each engine turn becomes one ``server_manager.generate`` call with vLLM sampling
@@ -14,9 +14,11 @@ in a worker thread, with two bridges back to the event loop:
   queries.
 
 The trajectory's loss mask becomes verl's ``response_mask`` (1 model token, 0 inserted result
-token), which verl applies to the policy loss and the KL loss. The rollout's text and truncation go
-to the reward entry point (``research_rl.scale.verl.reward``) through ``extra_fields``, which verl's
-reward loop merges into ``extra_info``.
+token; the EOS the model ended with is a model token), which verl applies to the policy loss, the
+KL loss and the entropy. The rollout's text, its profile, its truncation and whether it ended with
+EOS go to the reward entry point (``research_rl.scale.verl.reward``) through ``extra_fields``,
+which verl's reward loop merges into ``extra_info``: verl decodes ``solution_str`` without special
+tokens, so the reward could not tell an EOS from a cut by the budget on its own.
 
 Settings (a YAML file, :class:`VerlLoopSettings`) are named in the agent-loop config verl reads
 (``actor_rollout_ref.rollout.agent.agent_loop_config_path``)::
@@ -294,9 +296,10 @@ class ReSearchAgentLoop(AgentLoopBase):
         # calls and prefills.
         self.engine_config = self.settings.rollout.model_copy(update={"chunk_tokens": 0})
         rollout = self.engine_config
-        if rollout.max_response_tokens > self.response_length:
+        budget = rollout.effective().max_response_tokens
+        if budget > self.response_length:
             raise ValueError(
-                f"{settings}: rollout.max_response_tokens={rollout.max_response_tokens} exceeds "
+                f"{settings}: rollout.max_response_tokens={budget} exceeds "
                 f"actor_rollout_ref.rollout.response_length={self.response_length}"
             )
         prompt_length = int(self.rollout_config.prompt_length)
@@ -336,7 +339,9 @@ class ReSearchAgentLoop(AgentLoopBase):
             extra_fields={
                 # read by research_rl.scale.verl.reward.compute_score (via extra_info)
                 "research_text": traj.text,
+                "research_profile": traj.profile,
                 "research_truncated": traj.truncated,
+                "research_ended_with_eos": traj.finish_reason == "eos",
                 "research_finish_reason": traj.finish_reason,
                 "research_num_searches": traj.num_searches,
                 "research_rollout_reward": reward.value if reward else None,

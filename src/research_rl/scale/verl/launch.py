@@ -28,13 +28,13 @@ HYDRA_CONFIG = Path(__file__).with_name("research_grpo.yaml")
 
 
 def paper_settings(retriever_url: str) -> VerlLoopSettings:
-    """ReSearch's rollout: base template, top-5 passages, up to 5 searches, 8192 response tokens."""
+    """ReSearch's rollout: the research profile (stop at ``</search>`` and EOS only, no search
+    cap, ReSearch's result block), base template, top-5 passages, 8192 response tokens."""
     return VerlLoopSettings(
         rollout=RolloutConfig(
+            profile="research",
             template="base",
             topk=5,
-            max_passage_tokens=200,
-            max_searches=5,
             max_response_tokens=8192,
             max_prompt_tokens=1024,
             chunk_tokens=0,  # one server call per turn (the agent loop enforces it)
@@ -73,7 +73,7 @@ def write_run_files(
         "reward.custom_reward_function.name=compute_score",
         # verl's lengths must hold the rollout engine's budgets
         f"data.max_prompt_length={rollout.max_prompt_tokens}",
-        f"data.max_response_length={rollout.max_response_tokens}",
+        f"data.max_response_length={rollout.effective().max_response_tokens}",
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
     ]
 

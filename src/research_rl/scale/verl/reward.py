@@ -6,11 +6,13 @@ verl config::
     reward.custom_reward_function.name=compute_score
 
 verl calls ``compute_score(data_source, solution_str, ground_truth, extra_info)``. ``solution_str``
-is the response decoded by verl with ``skip_special_tokens=True``; the ReSearch agent loop also
-passes the exact rollout text and whether the rollout hit its length budget (``research_text``,
-``research_truncated`` in ``extra_info``), and those are scored when present, so verl's reward is
-the one the core computes. Rows rolled out by another agent loop fall back to ``solution_str``,
-untruncated.
+is the response decoded by verl with ``skip_special_tokens=True``: it shows neither the EOS that
+ended a rollout nor its absence, which the research rules need. The ReSearch agent loop therefore
+also passes the exact rollout text, its profile and whether it was cut by the length budget
+(``research_text``, ``research_profile``, ``research_truncated`` in ``extra_info``; also
+``research_ended_with_eos``), and those are scored when present, so verl's reward is the one the
+core computed. Rows rolled out by another agent loop fall back to ``solution_str`` under the
+research rules, taken as ended (their truncation is unknown here).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def compute_score(
     reward = score(
         solution_str if text is None else str(text),
         golden_answers(ground_truth),
-        truncated=bool(extra.get("research_truncated", False)),
+        bool(extra.get("research_truncated", False)),
+        rules=str(extra.get("research_profile") or "research"),  # type: ignore[arg-type]
     )
     return {
         "score": reward.value,
