@@ -25,6 +25,12 @@ Limits: with a search cap (``max_searches``), a further ``</search>`` ends the r
 ``max_response_tokens`` bounds the whole completion, inserted results included; a result that does
 not fit is cut and the rollout ends with ``"length"``. A prompt longer than ``max_prompt_tokens``
 is an error naming the question.
+
+Retriever faults: a turn's batched search that raises ``RetrieverError`` (the HTTP client raises
+it only after its own bounded retries) ends every rollout whose query it carried, with
+``finish_reason="retriever_error"``, the message in ``error`` and no reward: no result block is
+inserted, and such a rollout is never scored as if the failure were a search result. Rollouts of
+the same turn whose empty query was not sent go on.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from research_rl.questions import Question
 from research_rl.retrieval.base import Hit, Retriever, RetrieverError
 from research_rl.reward import score
 from research_rl.templates import PromptTemplate, load_template
-from research_rl.trajectory import Trajectory
+from research_rl.trajectory import RETRIEVER_ERROR, Trajectory
 
 # The search-r1 layout's note for an empty query (the research layout inserts no passages).
 EMPTY_QUERY_TEXT = "The search query was empty."
@@ -177,11 +183,6 @@ def research_result_block(body: str) -> str:
     return f" {tags.RESULT_OPEN}\n{body}\n{tags.RESULT_CLOSE}"
 
 
-def _note(text: str) -> str:
-    """System text put in a result block: never with protocol tags (it would break the format)."""
-    return tags.strip_tags(text)
-
-
 class RolloutEngine:
     """Runs batches of search-interleaved rollouts on a generation backend and a retriever."""
 
@@ -278,7 +279,8 @@ class RolloutEngine:
             t.text = "".join(r.text_parts)
             if t.logprobs is not None and len(t.logprobs) != len(t.completion_ids):
                 t.logprobs = None  # the backend gave log-probs for some turns only
-            t.reward = score(t.text, t.golden_answers, t.truncated, rules=protocol.name)
+            if not t.failed:  # a rollout cut short by the retriever has no reward to give
+                t.reward = score(t.text, t.golden_answers, t.truncated, rules=protocol.name)
         return [r.traj for r in rollouts]
 
     def _clear_backend_cache(self) -> None:
@@ -361,7 +363,8 @@ class RolloutEngine:
         return None
 
     def _insert_results(self, searching: list[tuple[_Rollout, str]]) -> None:
-        """Run this turn's queries in one batched call and append each result block."""
+        """Run this turn's queries in one batched call and append each result block; a failed
+        call ends the rollouts it was searching for (``retriever_error``)."""
         if not searching:
             return
         protocol = self.protocol
@@ -388,12 +391,15 @@ class RolloutEngine:
                     blocks[i] = wrap(body)
             except RetrieverError as err:
                 for i, _ in to_search:
-                    blocks[i] = wrap(_note(f"The search failed: {err}"))
+                    t = searching[i][0].traj
+                    t.finish_reason, t.error = RETRIEVER_ERROR, str(err)
 
         for i, (r, query) in enumerate(searching):
             t = r.traj
-            t.num_searches += 1
+            t.num_searches += 1  # a failed search counts too: it was asked for and sent
             t.search_queries.append(query)
+            if t.failed:  # the rollout ends here, nothing is inserted
+                continue
             block = blocks[i]
             ids = self.tokenizer.encode(block, add_special_tokens=False)
             room = protocol.max_response_tokens - len(t.completion_ids)

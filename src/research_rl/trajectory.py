@@ -7,9 +7,14 @@ from typing import Any
 
 from research_rl.reward import Reward
 
+# A search the retriever could not answer (after its own bounded retries) ends the rollout
+# unscored: it is left out of the loss, the group statistics and the answer metrics.
+RETRIEVER_ERROR = "retriever_error"
+
 # Why a rollout ended: the model answered (profiles that stop at </answer>), emitted
-# end-of-sequence, ran out of its token budget, or hit the search limit.
-FINISH_REASONS = ("answer", "eos", "length", "max_searches")
+# end-of-sequence, ran out of its token budget, hit the search limit, or lost a search to a
+# retriever failure.
+FINISH_REASONS = ("answer", "eos", "length", "max_searches", RETRIEVER_ERROR)
 
 
 @dataclass
@@ -34,6 +39,12 @@ class Trajectory:
     metadata: dict[str, Any] = field(default_factory=dict)
     # The protocol profile it ran under (research_rl.profiles): it decides how it is scored.
     profile: str = "research"
+    error: str | None = None  # the retriever's message when finish_reason is "retriever_error"
+
+    @property
+    def failed(self) -> bool:
+        """It lost a search to the retriever: it has no reward and must not be trained on."""
+        return self.finish_reason == RETRIEVER_ERROR
 
     @property
     def truncated(self) -> bool:
@@ -58,6 +69,7 @@ class Trajectory:
             "reward": self.reward.to_json() if self.reward else None,
             "metadata": self.metadata,
             "profile": self.profile,
+            "error": self.error,
         }
         if with_ids:
             row.update(
@@ -89,4 +101,5 @@ class Trajectory:
             metadata=row.get("metadata", {}),
             # Rows written before profiles existed followed what is now the strict profile.
             profile=row.get("profile", "strict"),
+            error=row.get("error"),
         )

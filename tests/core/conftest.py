@@ -47,16 +47,20 @@ def tokenizer() -> PreTrainedTokenizerFast:
 
 
 class FakeRetriever:
-    """Passages whose title contains a word of the query; records every batched call."""
+    """Passages whose title contains a word of the query; records every batched call. ``fail``:
+    every call raises; ``fail_calls``: the calls (0-based) that raise."""
 
-    def __init__(self, passages: list[Passage], fail: bool = False) -> None:
+    def __init__(
+        self, passages: list[Passage], fail: bool = False, fail_calls: set[int] | None = None
+    ) -> None:
         self.passages = passages
         self.fail = fail
+        self.fail_calls = fail_calls or set()
         self.calls: list[list[str]] = []
 
     def search(self, queries: list[str], topk: int) -> list[list[Hit]]:
         self.calls.append(list(queries))
-        if self.fail:
+        if self.fail or len(self.calls) - 1 in self.fail_calls:
             raise RetrieverError("index unavailable")
         out = []
         for q in queries:

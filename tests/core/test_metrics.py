@@ -63,3 +63,13 @@ def test_a_rollout_without_a_reward_is_scored_by_its_own_profile():
 def test_empty_batch_has_every_key():
     m = batch_metrics([])
     assert set(m) == set(batch_metrics([traj(GOOD, "eos")])) and all(v == 0 for v in m.values())
+
+
+def test_rollouts_failed_on_the_retriever_are_counted_not_scored():
+    failed = traj("<think>t</think><search> x </search>", "retriever_error", searches=1)
+    trajs = [traj(GOOD, "answer", searches=2), traj(GOOD.replace("Paris", "Rome"), "answer")]
+    m = batch_metrics([*trajs, failed, failed])
+    assert m == {**batch_metrics(trajs), "finish/retriever_error": 2, "retriever_failed_share": 0.5}
+    assert batch_metrics(trajs)["retriever_failed_share"] == 0.0
+    only_failed = batch_metrics([failed])
+    assert only_failed["retriever_failed_share"] == 1.0 and only_failed["reward_mean"] == 0.0

@@ -1,6 +1,6 @@
 """The rollout engine driven by the scripted backend, under each profile: every finish reason, the
-loss mask, limits, retriever failures, queries wherever the model writes them, and stop strings
-that end inside a token."""
+loss mask, limits, retriever failures (which end a rollout unscored), queries wherever the model
+writes them, and stop strings that end inside a token."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from research_rl.rollout import (
     RolloutConfig,
     RolloutEngine,
 )
+from research_rl.trajectory import Trajectory
 
 Q_PARIS = Question("q1", "What is the capital of France?", ["Paris"])
 Q_DUNE = Question("q2", "Who wrote Dune?", ["Frank Herbert"])
@@ -145,16 +146,10 @@ def test_research_empty_query_inserts_no_passages_and_no_tags(tokenizer, retriev
     assert t.reward.valid_format and t.reward.value == 1.0
 
 
-def test_research_no_hits_and_retriever_errors(tokenizer, retriever):
+def test_research_no_hits(tokenizer, retriever):
     scripts = {Q_PARIS.question: [["<think> x </think> <search> zebra </search>", ANSWER_PARIS]]}
     (t,) = engine(tokenizer, retriever, scripts).run([Q_PARIS])
     assert inserted_texts(tokenizer, t) == [" <result>\n\n</result>"]
-    scripts = {Q_PARIS.question: [[SEARCH_PARIS, ANSWER_PARIS]]}
-    (t,) = engine(tokenizer, FakeRetriever([], fail=True), scripts).run([Q_PARIS])
-    assert inserted_texts(tokenizer, t) == [
-        " <result>\nThe search failed: index unavailable\n</result>"
-    ]
-    assert t.reward.value == 1.0
 
 
 def test_one_key_overrides_one_point_of_the_profile(tokenizer, retriever):
@@ -265,12 +260,49 @@ def test_max_searches_ends_the_rollout(tokenizer, retriever):
         assert t.reward.value == 0.0
 
 
-def test_retriever_error_becomes_a_result_and_the_rollout_goes_on(tokenizer):
+@pytest.mark.parametrize("profile", ["research", "strict"])
+def test_a_failed_search_ends_the_rollout_unscored(tokenizer, profile):
     broken = FakeRetriever([], fail=True)
     scripts = {Q_PARIS.question: [[SEARCH_PARIS, ANSWER_PARIS]]}
-    (t,) = strict(tokenizer, broken, scripts).run([Q_PARIS])
-    assert "<result>\nThe search failed: index unavailable\n</result>" in t.text
-    assert t.finish_reason == "answer" and t.reward.value == 1.0
+    (t,) = engine(tokenizer, broken, scripts, profile=profile).run([Q_PARIS])
+    assert t.failed and t.finish_reason == "retriever_error"
+    assert t.error == "index unavailable" and t.reward is None
+    # Nothing was inserted (no "search failed" text to learn from) and the answer never came.
+    assert t.text == SEARCH_PARIS and set(t.loss_mask) == {1}
+    assert t.completion_ids == tokenizer.encode(SEARCH_PARIS, add_special_tokens=False)
+    assert len(t.logprobs) == len(t.completion_ids)
+    assert (t.num_searches, t.search_queries, broken.calls) == (1, ["Paris"], [["Paris"]])
+    again = Trajectory.from_json(t.to_json())
+    assert again.failed and again.error == "index unavailable" and again.reward is None
+
+
+def test_a_failed_call_ends_only_the_rollouts_it_was_searching_for(tokenizer, retriever):
+    # Turn 1: all three search (call 0 answers). Turn 2: Paris searches again and that call
+    # fails; Dune answers; the third sends an empty query, which never reaches the retriever.
+    flaky = FakeRetriever(retriever.passages, fail_calls={1})
+    q_empty = Question("q3", "Where is Paris?", ["France"])
+    scripts = {
+        Q_PARIS.question: [[SEARCH_PARIS, "<search> France </search>", ANSWER_PARIS]],
+        Q_DUNE.question: [
+            ["<search> Dune </search>", ANSWER_PARIS.replace("Paris", "Frank Herbert")]
+        ],
+        q_empty.question: [
+            [
+                "<search> Paris </search>",
+                "<search> </search>",
+                ANSWER_PARIS.replace("Paris", "France"),
+            ]
+        ],
+    }
+    paris, dune, empty = engine(tokenizer, flaky, scripts).run([Q_PARIS, Q_DUNE, q_empty])
+    assert flaky.calls == [["Paris", "Dune", "Paris"], ["France"]]
+    assert paris.failed and paris.reward is None and paris.search_queries == ["Paris", "France"]
+    assert len(inserted_texts(tokenizer, paris)) == 1  # the first result only
+    assert paris.text.endswith("<search> France </search>")
+    for t in (dune, empty):
+        assert not t.failed and t.error is None
+        assert t.finish_reason == "eos" and t.reward.value == 1.0
+    assert empty.search_queries == ["Paris", ""] and len(inserted_texts(tokenizer, empty)) == 2
 
 
 def test_strict_empty_query_is_not_sent_and_says_so_without_tags(tokenizer, retriever):
