@@ -4,7 +4,9 @@ against.
 For a batch of B completions (G per question, question-major) padded to T tokens:
 
 - advantages: each reward minus its group's mean, divided by the group's std (unbiased) plus
-  ``eps``; one scalar per completion, broadcast over its tokens;
+  ``eps``; one scalar per completion, broadcast over its tokens. A completion left out of the step
+  (its search failed on the retriever: reward NaN, mask all 0) is excluded from its group's mean
+  and std and gets advantage 0, so its group is normalised over the completions that remain;
 - policy term per token: ``-min(r * A, clip(r, 1 - eps_low, 1 + eps_high) * A)`` with
   ``r = exp(logp - old_logp)``;
 - KL term per token: the k3 estimator ``exp(ref - logp) - (ref - logp) - 1`` against a frozen
@@ -40,24 +42,30 @@ def group_advantages(
     ``rewards`` is 1-D, question-major (q0 s0..s(G-1), q1 s0..). ``eps`` keeps groups whose rewards
     are all equal at advantage 0 (TRL uses 1e-4, verl 1e-6: the difference only matters when a
     group's std is near zero). ``scale="none"`` only centres (Dr. GRPO), ``"batch"`` divides by the
-    std of the whole batch.
+    std of the whole batch. A NaN reward marks a completion left out: it counts in no mean or std
+    and its advantage is 0 (a group with one completion left has no spread: advantage 0).
     """
     if rewards.dim() != 1:
         raise ValueError(f"rewards must be 1-D, got shape {tuple(rewards.shape)}")
     if group_size < 1 or rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
-    grouped = rewards.view(-1, group_size)
-    centred = (grouped - grouped.mean(dim=1, keepdim=True)).view(-1)
-    if scale == "none":
-        return centred
-    if scale == "group":
-        std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(grouped)
-        std = std.expand_as(grouped).reshape(-1)
-    elif scale == "batch":
-        std = rewards.std() if rewards.numel() > 1 else torch.zeros(())
-    else:
+    if scale not in ("group", "batch", "none"):
         raise ValueError(f"unknown reward scaling {scale!r}: expected group, batch or none")
-    return centred / (std + eps)
+    kept = ~torch.isnan(rewards)
+    grouped = rewards.view(-1, group_size)
+    keep = kept.view(-1, group_size)
+    count = keep.sum(dim=1, keepdim=True)
+    mean = torch.where(keep, grouped, 0.0).sum(dim=1, keepdim=True) / count.clamp(min=1)
+    centred = torch.where(keep, grouped - mean, 0.0)
+    if scale == "none":
+        return centred.view(-1)
+    if scale == "group":
+        var = (centred**2).sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)
+        std = torch.where(count > 1, var.sqrt(), 0.0).expand_as(grouped)
+    else:
+        left = rewards[kept]
+        std = left.std() if left.numel() > 1 else torch.zeros((), dtype=rewards.dtype)
+    return (centred / (std + eps)).reshape(-1)
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

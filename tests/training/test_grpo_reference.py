@@ -37,6 +37,37 @@ def test_group_advantages_scaling_modes_and_errors():
         group_advantages(rewards, 2, scale="sequence")  # type: ignore[arg-type]
 
 
+def test_left_out_completions_count_in_no_group_statistic():
+    nan = float("nan")
+    # Group 0 keeps 3 of 4, group 1 keeps 1 (no spread left), group 2 keeps none, group 3 all.
+    rewards = torch.tensor(
+        [1.0, nan, 0.0, 0.1, nan, 0.7, nan, nan, nan, nan, nan, nan, 0.2, 0.9, 0.1, 0.0]
+    )
+    dropped = torch.isnan(rewards)
+    adv = group_advantages(rewards, 4)
+    assert torch.all(adv[dropped] == 0) and torch.isfinite(adv).all()
+    # each group as if its left-out completions had never been sampled
+    for g in range(4):
+        rows = [i for i in range(4 * g, 4 * g + 4) if not dropped[i]]
+        if rows:
+            alone = group_advantages(rewards[rows], len(rows))
+            assert torch.allclose(adv[rows], alone, atol=1e-6), g
+    assert adv[5] == 0  # the only one left in its group
+    kept = rewards[~dropped]
+    centred = group_advantages(rewards, 4, scale="none")
+    batch = group_advantages(rewards, 4, scale="batch", eps=0.0)
+    assert torch.allclose(batch[~dropped], centred[~dropped] / kept.std())
+    assert torch.all(centred[dropped] == 0) and torch.all(batch[dropped] == 0)
+    assert centred[0].item() == pytest.approx(1.0 - 1.1 / 3)
+    # with nothing left out, nothing changes: the plain per-group formula
+    full = torch.nan_to_num(rewards, nan=0.5)
+    std = full.view(-1, 4).std(dim=1, keepdim=True)
+    plain = ((full.view(-1, 4) - full.view(-1, 4).mean(dim=1, keepdim=True)) / (std + 1e-4)).view(
+        -1
+    )
+    assert torch.allclose(group_advantages(full, 4), plain, atol=1e-6)
+
+
 def test_k3_is_an_unbiased_estimate_of_kl():
     torch.manual_seed(0)
     logp = torch.log_softmax(torch.randn(7), dim=0)
