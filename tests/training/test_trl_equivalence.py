@@ -17,6 +17,7 @@ import torch
 
 from research_rl.backends.scripted import ScriptedBackend
 from research_rl.grpo import group_advantages, grpo_loss, token_entropy
+from research_rl.retrieval.base import RetrieverError
 from research_rl.training.config import TrainConfig
 from research_rl.training.run import build_trainer
 
@@ -64,23 +65,25 @@ def _config(tmp_path: Path, beta: float, **grpo) -> TrainConfig:
     )
 
 
-def _trainer(tmp_path: Path, beta: float, **grpo):
+def _trainer(tmp_path: Path, beta: float, scripts=SCRIPTS, retriever=None, **grpo):
     from research_rl.questions import read_questions
 
     cfg = _config(tmp_path, beta, **grpo)
     questions = read_questions(cfg.data.train, limit=2)
-    scripts = {}
+    per_question = {}
     for q in questions:
         person = q.question.removeprefix("In which country was ").removesuffix(" born?")
-        scripts[q.question] = [
-            [seg.format(person=person, gold=q.golden_answers[0]) for seg in s] for s in SCRIPTS
+        per_question[q.question] = [
+            [seg.format(person=person, gold=q.golden_answers[0]) for seg in s] for s in scripts
         ]
 
     def factory(trainer, model):
         return backend
 
-    trainer, rollout_func, _ = build_trainer(cfg, tmp_path, backend_factory=factory)
-    backend = ScriptedBackend(trainer.processing_class, scripts=scripts, logprob=-1.0)
+    trainer, rollout_func, _ = build_trainer(
+        cfg, tmp_path, backend_factory=factory, retriever=retriever
+    )
+    backend = ScriptedBackend(trainer.processing_class, scripts=per_question, logprob=-1.0)
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which we bypass
     rows = [
@@ -113,10 +116,9 @@ def _grads(model) -> list[torch.Tensor]:
     return out
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("equiv")
-    trainer, rollout_func, rows = _trainer(tmp, beta=0.2, entropy_coef=ENTROPY_COEF)
+def _batch(trainer, rollout_func, rows):
+    """The batch TRL builds from the rollouts, off-policy, with the policy moved off the
+    reference."""
     # Move the policy away from the frozen reference so the KL term and its gradient are non-zero.
     torch.manual_seed(0)
     with torch.no_grad():
@@ -131,6 +133,12 @@ def setup(tmp_path_factory):
         base = _reference_logps(trainer.model, inputs)
     inputs["old_per_token_logps"] = base + (torch.rand(shape, generator=g) - 0.5) * 0.6
     return trainer, inputs, trajectories
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("equiv")
+    return _batch(*_trainer(tmp, beta=0.2, entropy_coef=ENTROPY_COEF))
 
 
 def test_the_mask_reaches_trl_as_tool_mask(setup):
@@ -253,6 +261,103 @@ def test_no_vllm_importance_sampling_correction_under_our_arguments(setup):
         trainer.use_vllm, trainer.vllm_importance_sampling_correction = False, False
     assert ours == plain
     assert corrected != pytest.approx(plain, rel=1e-3)
+
+
+# -- rollouts that failed on the retriever --------------------------------------------------------
+class FailingCalls:
+    """The real index, except that the given calls (0-based) fail, as a retriever gone down."""
+
+    def __init__(self, inner, fail_calls: set[int]) -> None:
+        self.inner, self.fail_calls, self.calls = inner, fail_calls, 0
+
+    def search(self, queries, topk):
+        self.calls += 1
+        if self.calls - 1 in self.fail_calls:
+            raise RetrieverError("retriever at http://retriever:8000/retrieve unreachable")
+        return self.inner.search(queries, topk)
+
+    def close(self):
+        self.inner.close()
+
+
+# Script 0 searches twice, and its second search (the second retriever call of the step, which
+# fails) ends it; the other two behave as above and survive.
+FAULT_SCRIPTS = [
+    [
+        "<think> find the city </think> <search> {person} born </search>",
+        " <think> and the country </think> <search> {person} country </search>",
+        " <answer> \\boxed{{{gold}}} </answer>",
+    ],
+    *SCRIPTS[1:],
+]
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    from research_rl.retrieval import RetrieverConfig, make_retriever
+
+    retriever = FailingCalls(make_retriever(RetrieverConfig(index=str(TINY / "index"))), {1})
+    tmp = tmp_path_factory.mktemp("faulty")
+    trainer, rollout_func, rows = _trainer(
+        tmp, 0.2, FAULT_SCRIPTS, retriever, entropy_coef=ENTROPY_COEF
+    )
+    trainer, inputs, trajectories = _batch(trainer, rollout_func, rows)
+    assert retriever.calls == 2
+    return trainer, inputs, trajectories
+
+
+def test_failed_rollouts_are_left_out_of_their_group_statistics(faulty):
+    trainer, inputs, trajectories = faulty
+    failed = torch.tensor([t.failed for t in trajectories])
+    assert failed.tolist() == [True, False, False] * 2  # script 0 of each question
+    # no token of a failed rollout reaches the loss, though its tokens are in the batch
+    mask = inputs["completion_mask"] * inputs["tool_mask"]
+    assert mask[failed].sum() == 0 and inputs["completion_mask"][failed].sum(dim=1).min() > 0
+    assert mask[~failed].sum(dim=1).min() > 0
+    assert torch.all(inputs["advantages"][failed] == 0)
+    rewards = torch.tensor([t.reward.value if t.reward else float("nan") for t in trajectories])
+    survivors = rewards.view(-1, GROUP)[:, 1:]
+    assert survivors.std(dim=1).min() > 0  # each group keeps a signal to normalise
+    # the advantages of the survivors are the plain reference over the survivors alone
+    for g, left in enumerate(survivors):
+        rows = [i for i in range(g * GROUP, (g + 1) * GROUP) if not failed[i]]
+        alone = group_advantages(left, len(left))
+        assert torch.allclose(inputs["advantages"][rows], alone, atol=1e-6)
+    assert torch.allclose(inputs["advantages"], group_advantages(rewards, GROUP), atol=1e-6)
+    # and TRL's logged reward mean is over the survivors
+    assert trainer._metrics["train"]["reward"][-1] == pytest.approx(survivors.mean().item())
+
+
+def test_trl_loss_with_failed_rollouts_is_the_reference_loss_without_them(faulty):
+    trainer, inputs, trajectories = faulty
+    model = trainer.model
+    model.zero_grad(set_to_none=True)
+    trl_loss = trainer.compute_loss(model, inputs)
+    trl_loss.backward()
+    trl_grads = _grads(model)
+
+    # The reference sees the surviving rows only, as if the failed rollouts had never run.
+    keep = torch.tensor([not t.failed for t in trajectories])
+    sub = {k: v[keep] for k, v in inputs.items() if isinstance(v, torch.Tensor) and v.dim() > 0}
+    logp, entropy = _reference(model, sub)
+    ref = grpo_loss(
+        logp,
+        sub["old_per_token_logps"],
+        sub["ref_per_token_logps"],
+        sub["advantages"],
+        sub["completion_mask"] * sub["tool_mask"],
+        clip_eps=0.2,
+        beta=0.2,
+        entropy=entropy,
+        entropy_coef=ENTROPY_COEF,
+    )
+    ref.loss.backward()
+    ref_grads = _grads(model)
+    assert ref.kl.item() > 1e-4 and abs(ref.policy_loss.item()) > 1e-4
+    assert trl_loss.item() == pytest.approx(ref.loss.item(), rel=1e-4, abs=1e-6)
+    assert len(trl_grads) == len(ref_grads) > 0
+    for a, b in zip(trl_grads, ref_grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
 
 
 @pytest.mark.parametrize("mode", ["colocate", "server"])

@@ -47,14 +47,14 @@ def train(
 ) -> None:
     """Train a policy with GRPO on search-interleaved rollouts; metrics, rollouts and checkpoints
     go to the run directory."""
-    from research_rl.training.rollouts import NonFiniteError
+    from research_rl.training.rollouts import TrainingStopped
     from research_rl.training.run import load_train_config
     from research_rl.training.run import train as run_training
 
     cfg = load_train_config(config, _parse_sets(set_ or []))
     try:
         result = run_training(cfg, output_dir=output_dir, resume=resume)
-    except NonFiniteError as err:
+    except TrainingStopped as err:  # a non-finite figure, or a retriever that keeps failing
         print(f"error: {err}", file=sys.stderr)
         raise typer.Exit(1) from None
     where = result.last_checkpoint or "no checkpoint"

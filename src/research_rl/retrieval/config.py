@@ -22,6 +22,9 @@ class RetrieverConfig(StrictModel):
     timeout_s: float = Field(30.0, gt=0)
     max_retries: int = Field(3, ge=0)
     backoff_s: float = Field(0.5, ge=0)
+    # Training: the share of a step's rollouts that may lose a search to the retriever (after the
+    # client's retries); above it the run stops, naming the retriever. 1 never stops.
+    max_failed_share: float = Field(0.5, ge=0, le=1)
 
     @model_validator(mode="after")
     def _exactly_one_target(self) -> RetrieverConfig:

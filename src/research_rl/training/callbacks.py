@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from research_rl.training.rollouts import NonFiniteError, RolloutFunction
+from research_rl.training.rollouts import NonFiniteError, RolloutFunction, gather_all
 from research_rl.trajectory import Trajectory
 
 # TRL's log keys -> ours (the figures the issue asks for that TRL computes: from the masked loss).
@@ -36,14 +36,6 @@ def summarize(trajectories: list[Trajectory]) -> dict[str, float]:
     from research_rl.metrics import batch_metrics
 
     return dict(batch_metrics(trajectories))
-
-
-def _gather(objs: list[Any]) -> list[Any]:
-    """All ranks' lists, concatenated (a no-op on one process)."""
-    from accelerate import PartialState
-    from accelerate.utils import gather_object
-
-    return gather_object(objs) if PartialState().num_processes > 1 else objs
 
 
 def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
@@ -171,7 +163,7 @@ class RunMonitor(TrainerCallback):
         last = self.rollout_func.last
         local = last.trajectories if last is not None and last.step == step else []
         rollout_seconds = last.seconds if local else 0.0
-        trajectories = _gather(local)
+        trajectories = gather_all(local)
         pending: dict[str, float] = {}
         if trajectories:
             pending.update(summarize(trajectories))
@@ -187,7 +179,7 @@ class RunMonitor(TrainerCallback):
             self._dump_rollouts(step, trajectories)
         if self.validator is not None and (step % self.eval_every == 0 or final):
             start = time.perf_counter()
-            val = _gather(self.validator())
+            val = gather_all(self.validator())
             if val:
                 pending.update({f"val/{k}": v for k, v in summarize(val).items()})
                 pending["val/seconds"] = time.perf_counter() - start
@@ -232,6 +224,8 @@ class RunMonitor(TrainerCallback):
                 f"{record.get('seconds_per_step', 0.0):.2f}s/step "
                 f"({100 * record.get('rollout_share', 0.0):.0f}% rollout)"
             )
+            if record.get("retriever_failed_share"):
+                desc += f"  retriever failed {100 * record['retriever_failed_share']:.0f}%"
             if "val/reward_mean" in record:
                 desc += f"  val reward {record['val/reward_mean']:.3f}"
             if self._progress is not None:

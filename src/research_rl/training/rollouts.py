@@ -9,6 +9,13 @@ inserted ``<result>`` tokens), which TRL 1.16 turns into ``tool_mask`` and multi
 completion mask of the policy loss, the KL term and every token count. The completion text the
 reward reads travels as extra fields (``response_text``, ``truncated`` and ``profile``, whose rules
 score it): TRL's own decoding skips special tokens and would not show what the core scored.
+
+A rollout that lost a search to the retriever (``Trajectory.failed``) is left out of the step:
+its ``env_mask`` is all 0 (no token of it reaches the loss, the KL, the entropy or the token
+count) and its reward is None, which TRL 1.16 turns into NaN and leaves out of its group's mean and
+std (``nanmean``/``nanstd``), then gives advantage 0. When the failed share of a step exceeds
+``retriever.max_failed_share`` the run stops before the step trains
+(:class:`RetrieverFailureError`).
 """
 
 from __future__ import annotations
@@ -29,8 +36,16 @@ from research_rl.scale.distributed import drain_if_lockstep
 from research_rl.trajectory import Trajectory
 
 
-class NonFiniteError(RuntimeError):
+class TrainingStopped(RuntimeError):
+    """The run stops with a message; the last good checkpoint stays."""
+
+
+class NonFiniteError(TrainingStopped):
     """A non-finite loss, gradient norm or reward: the run stops, the last good checkpoint stays."""
+
+
+class RetrieverFailureError(TrainingStopped):
+    """More of a step's rollouts failed on the retriever than ``retriever.max_failed_share``."""
 
 
 @dataclass
@@ -40,6 +55,14 @@ class StepRollouts:
     step: int
     trajectories: list[Trajectory] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def gather_all(objs: list[Any]) -> list[Any]:
+    """All ranks' lists, concatenated (a no-op on one process); every rank must call it."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    return gather_object(objs) if PartialState().num_processes > 1 else objs
 
 
 def step_seed(base: int, step: int, rank: int = 0) -> int:
@@ -71,7 +94,10 @@ BackendFactory = Callable[[Any, Any], GenerationBackend]  # (trainer, unwrapped 
 
 
 class RolloutFunction:
-    """``rollout_func`` for ``GRPOTrainer``: runs the core's rollouts for the step's prompts."""
+    """``rollout_func`` for ``GRPOTrainer``: runs the core's rollouts for the step's prompts.
+
+    ``max_failed_share``: the share of a step's rollouts (all ranks) that may fail on the
+    retriever; above it the step stops with a message naming ``retriever_name``."""
 
     def __init__(
         self,
@@ -79,11 +105,15 @@ class RolloutFunction:
         engine: RolloutEngine,
         backend_factory: BackendFactory,
         seed: int,
+        max_failed_share: float = 1.0,
+        retriever_name: str = "the retriever",
     ) -> None:
         self.questions = questions
         self.engine = engine
         self.backend_factory = backend_factory
         self.seed = seed
+        self.max_failed_share = max_failed_share
+        self.retriever_name = retriever_name
         self.last: StepRollouts | None = None
 
     def sampling(self, trainer: Any, step: int) -> SamplingParams:
@@ -119,7 +149,24 @@ class RolloutFunction:
             self.last.seconds += seconds
         else:
             self.last = StepRollouts(step, trajectories, seconds)
+        self._check_failures(self.last)
         return to_trl_batch(trajectories)
+
+    def _check_failures(self, rollouts: StepRollouts) -> None:
+        """Stop before the step trains when too many of its rollouts (every rank's so far) failed
+        on the retriever: a step of mostly masked rollouts would still move the optimiser."""
+        failed = [t for t in rollouts.trajectories if t.failed]
+        last_error = failed[-1].error if failed else None
+        counts = gather_all([(len(failed), len(rollouts.trajectories), last_error)])
+        n_failed, total = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        if not total or n_failed / total <= self.max_failed_share:
+            return
+        errors = [c[2] for c in counts if c[2]]
+        raise RetrieverFailureError(
+            f"step {rollouts.step}: {n_failed} of {total} rollouts ({n_failed / total:.0%}) "
+            f"lost a search to {self.retriever_name}, over retriever.max_failed_share="
+            f"{self.max_failed_share:g}; last error: {errors[-1]}"
+        )
 
 
 def to_trl_batch(trajectories: list[Trajectory]) -> dict[str, list]:
@@ -135,10 +182,14 @@ def to_trl_batch(trajectories: list[Trajectory]) -> dict[str, list]:
         "prompt_ids": [list(t.prompt_ids) for t in trajectories],
         "completion_ids": [list(t.completion_ids) for t in trajectories],
         "logprobs": [list(t.logprobs) for t in trajectories] if have_logprobs else None,
-        "env_mask": [list(t.loss_mask) for t in trajectories],
+        # A failed rollout keeps its tokens (TRL needs a completion per prompt) but none counts.
+        "env_mask": [
+            [0] * len(t.loss_mask) if t.failed else list(t.loss_mask) for t in trajectories
+        ],
         "response_text": [t.text for t in trajectories],
         "truncated": [t.truncated for t in trajectories],
         "profile": [t.profile for t in trajectories],
+        "retriever_failed": [t.failed for t in trajectories],
     }
 
 
@@ -148,17 +199,23 @@ def research_reward(
     golden_answers: list[list[str]],
     truncated: list[bool],
     profile: list[str] | None = None,
+    retriever_failed: list[bool] | None = None,
     trainer_state: Any = None,
     **_: Any,
-) -> list[float]:
+) -> list[float | None]:
     """The rule reward (``research_rl.reward.score``) on the core's own completion text, under
-    the rules of the profile each rollout ran with."""
+    the rules of the profile each rollout ran with; None (no reward: TRL leaves the rollout out of
+    its group's statistics) for a rollout that failed on the retriever."""
     step = "" if trainer_state is None else f"step {trainer_state.global_step + 1}: "
     profiles = profile or ["research"] * len(response_text)
-    rewards = []
-    for text, golden, cut, rules in zip(
-        response_text, golden_answers, truncated, profiles, strict=True
+    failed = retriever_failed or [False] * len(response_text)
+    rewards: list[float | None] = []
+    for text, golden, cut, rules, lost in zip(
+        response_text, golden_answers, truncated, profiles, failed, strict=True
     ):
+        if lost:
+            rewards.append(None)
+            continue
         value = score(text, golden, cut, rules=rules).value
         if not math.isfinite(value):
             raise NonFiniteError(f"{step}reward is {value} for golden answers {golden!r}")

@@ -19,6 +19,7 @@ from typing import Any
 
 from research_rl.config import ConfigError, dump_config, load_config
 from research_rl.questions import Question, QuestionFileError, read_questions
+from research_rl.retrieval.config import RetrieverConfig
 from research_rl.training import checkpoints
 from research_rl.training.config import (
     TrainConfig,
@@ -26,7 +27,7 @@ from research_rl.training.config import (
     no_accelerator,
     resolve_relative_paths,
 )
-from research_rl.training.rollouts import BackendFactory, NonFiniteError, RolloutFunction
+from research_rl.training.rollouts import BackendFactory, RolloutFunction, TrainingStopped
 
 TESTED_TRL = "1.16.0"  # pinned in pyproject.toml; TRL's rollout_func hook is experimental
 
@@ -150,6 +151,11 @@ def default_backend_factory(cfg: TrainConfig, tokenizer: Any) -> BackendFactory:
     return lambda trainer, model: VLLMBackend(trainer.vllm_generation.llm)
 
 
+def retriever_name(cfg: RetrieverConfig) -> str:
+    """How a message names the retriever: its URL or its index directory."""
+    return f"the retriever at {cfg.url}" if cfg.url is not None else f"the index {cfg.index}"
+
+
 def _peft_config(cfg: TrainConfig):
     if not cfg.lora.enabled:
         return None
@@ -205,7 +211,14 @@ def build_trainer(
     retriever = retriever or make_retriever(cfg.retriever)
     engine = RolloutEngine(None, tokenizer, retriever, cfg.rollout)  # backend set per call
     factory = backend_factory or default_backend_factory(cfg, tokenizer)
-    rollout_func = RolloutFunction({q.id: q for q in train_qs}, engine, factory, cfg.grpo.seed)
+    rollout_func = RolloutFunction(
+        {q.id: q for q in train_qs},
+        engine,
+        factory,
+        cfg.grpo.seed,
+        max_failed_share=cfg.retriever.max_failed_share,
+        retriever_name=retriever_name(cfg.retriever),
+    )
     dataset = Dataset.from_dict(
         {"prompt": [q.id for q in train_qs], "golden_answers": [q.golden_answers for q in train_qs]}
     )
@@ -266,9 +279,11 @@ def train(
     resume: bool = False,
     callbacks: Sequence[Any] | None = None,
     backend_factory: BackendFactory | None = None,
+    retriever: Any = None,
 ) -> TrainResult:
     """Train with GRPO. ``callbacks``: transformers ``TrainerCallback`` objects, or plain callables
-    that get each step's metrics record (a dict, as written to metrics.jsonl)."""
+    that get each step's metrics record (a dict, as written to metrics.jsonl). ``retriever``: a
+    ``Retriever`` to use instead of the one ``cfg.retriever`` names (closed at the end)."""
     from transformers import PrinterCallback, TrainerCallback
 
     from research_rl.training.callbacks import RunMonitor
@@ -290,7 +305,9 @@ def train(
             ) from None
 
     resume_from = prepare_run_dir(run_dir, cfg, resume)
-    trainer, rollout_func, validator = build_trainer(cfg, run_dir, backend_factory=backend_factory)
+    trainer, rollout_func, validator = build_trainer(
+        cfg, run_dir, backend_factory=backend_factory, retriever=retriever
+    )
     hooks = [c for c in callbacks or [] if not isinstance(c, TrainerCallback)]
     monitor = RunMonitor(
         run_dir,
@@ -313,10 +330,10 @@ def train(
             trainer.add_callback(cb)
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except NonFiniteError as err:
+    except TrainingStopped as err:  # a non-finite figure, or too many retriever failures
         last = checkpoints.latest_checkpoint(run_dir)
         kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-        raise NonFiniteError(f"{err}: training stopped; {kept}") from None
+        raise type(err)(f"{err}: training stopped; {kept}") from None
     finally:
         monitor.close()
         rollout_func.engine.retriever.close()
