@@ -26,7 +26,8 @@ STEPS = 4  # configs/tiny-cpu.yaml: max_steps 4, save_every 2, eval_every 2, rol
 STEP_KEYS = {
     "step", "reward_mean", "reward_std", "f1", "em", "valid_format", "searches_per_rollout",
     "model_tokens_per_rollout", "finish/answer", "finish/eos", "finish/length",
-    "finish/max_searches", "kl", "clip_fraction", "entropy", "learning_rate", "loss",
+    "finish/max_searches", "finish/retriever_error", "retriever_failed_share", "kl",
+    "clip_fraction", "entropy", "learning_rate", "loss",
     "seconds_per_step", "rollout_seconds", "rollout_share",
 }  # fmt: skip
 
