@@ -199,6 +199,36 @@ def test_research_loop_through_the_server_with_judge(server, world, make_config,
     assert row["em"] == pytest.approx(1 / 3) and row["cover_em"] == pytest.approx(2 / 3)
 
 
+def test_a_question_that_lost_its_search_is_counted_not_scored_or_judged(
+    server, world, make_config, tmp_path
+):
+    with socket.socket() as s:  # a retriever URL where nothing listens
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    raw = make_config(
+        tmp_path / "out",
+        model={"backend": "openai", "path": str(world["model"]), "url": server.url},
+        methods=["research"],
+        retriever={"url": dead, "max_retries": 0},
+        judge={"url": server.url, "model": "judge", "cache": str(tmp_path / "verdicts.jsonl")},
+    )
+    [row] = open_evaluation(validate_config(raw, EvalConfig), progress=False).run()
+    path = tmp_path / "out" / "predictions" / "tiny__research.jsonl"
+    rows = {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+    q1 = rows["q1"]  # the only question that searches
+    assert q1["retriever_failed"] and q1["finish_reason"] == "retriever_error"
+    assert (q1["em"], q1["f1"], q1["cover_em"], q1["valid_format"]) == (None,) * 4
+    assert q1["reward"] is None and "judge" not in q1
+    assert f"{dead}/retrieve unreachable" in q1["trajectory"]["error"]
+    assert not rows["q2"]["retriever_failed"] and len(server.chats) == 1  # q2 only (q3: no box)
+    # counted in n and apart; every metric over the two questions that were answered
+    assert (row["n"], row["retriever_failed"]) == (3, 1)
+    assert row["em"] == 0.0 and row["cover_em"] == pytest.approx(1 / 2)
+    assert row["judge"] == pytest.approx(1 / 2) and row["judge_failed"] == 0
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| judge failed | retriever failed | searches |" in md
+
+
 def test_server_failure_keeps_finished_questions_and_resumes(server, world, make_config, tmp_path):
     raw = make_config(
         tmp_path / "out",

@@ -97,7 +97,16 @@ def answer_metrics(
 
 def trajectory_metrics(traj: Trajectory, method: str) -> dict[str, Any]:
     """:func:`answer_metrics` of one rollout, under its own profile's rules; plain-text answers
-    count for the baselines."""
+    count for the baselines. A rollout that lost a search to the retriever is not scored (its
+    metrics are None, so it is counted apart, not as wrong)."""
+    if traj.failed:
+        return {
+            "prediction": None,
+            "prediction_rule": "none",
+            "em": None,
+            "f1": None,
+            "cover_em": None,
+        }
     return answer_metrics(
         traj.text,
         traj.golden_answers,
@@ -116,17 +125,24 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     ``judge`` is the accuracy over the questions the judge gave a verdict on; ``judge_failed``
     counts those it could not (after retries), so a partial judge run is visible, never hidden.
+    Likewise ``retriever_failed`` counts the questions whose rollout lost a search to the
+    retriever: they are in ``n`` but in no metric (their metrics are None).
     """
     verdicts = [r["judge"]["correct"] for r in rows if r.get("judge")]
     judged = [float(v) for v in verdicts if v is not None]
+
+    def scored(key: str) -> list[float]:
+        return [float(r[key]) for r in rows if r.get(key) is not None]
+
     return {
         "n": len(rows),
-        "em": _mean([r["em"] for r in rows]),
-        "f1": _mean([r["f1"] for r in rows]),
-        "cover_em": _mean([r["cover_em"] for r in rows]),
+        "em": _mean(scored("em")),
+        "f1": _mean(scored("f1")),
+        "cover_em": _mean(scored("cover_em")),
         "judge": _mean(judged),
         "judge_failed": sum(v is None for v in verdicts),
+        "retriever_failed": sum(bool(r.get("retriever_failed")) for r in rows),
         "searches": _mean([r["num_searches"] for r in rows]),
         "response_tokens": _mean([r["response_tokens"] for r in rows]),
-        "valid_format": _mean([float(r["valid_format"]) for r in rows]),
+        "valid_format": _mean(scored("valid_format")),
     }

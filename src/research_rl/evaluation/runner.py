@@ -97,7 +97,9 @@ def prediction_row(traj: Trajectory, dataset: str, method: str) -> dict[str, Any
         if method == "rag"
         else sum(1 for q in traj.search_queries if q.strip()),
         "finish_reason": traj.finish_reason,
-        "valid_format": bool(traj.reward and traj.reward.valid_format),
+        # Lost a search to the retriever: counted apart (tables), never scored or judged.
+        "retriever_failed": traj.failed,
+        "valid_format": None if traj.failed else bool(traj.reward and traj.reward.valid_format),
         "reward": traj.reward.value if traj.reward else None,
         "trajectory": traj.to_json(with_ids=False),
     }
@@ -331,10 +333,13 @@ class Evaluation:
         rows = read_predictions(path)
         wanted = {q.id for q in questions}
         # Rows never judged, and rows the judge failed on before (a verdict of None): ask again.
+        # A rollout that failed on the retriever has nothing to judge (it is not wrong).
         todo = [
             r
             for qid, r in rows.items()
-            if qid in wanted and (r.get("judge") or {}).get("correct") is None
+            if qid in wanted
+            and not r.get("retriever_failed")
+            and (r.get("judge") or {}).get("correct") is None
         ]
         task = bar.add_task(f"judge {path.stem.replace('__', ' / ')}", total=len(todo))
         start = time.perf_counter()

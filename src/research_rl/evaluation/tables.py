@@ -5,7 +5,9 @@ Every metric gets a bootstrap interval (:mod:`research_rl.evaluation.stats`) ove
 and over seeds too with ``--seeds N``; the point value is the mean over the same questions (and
 seeds). Cost per question: model calls (generation turns: one per search plus the answering one),
 retriever calls (searches sent to the retriever; one for ``rag``), generated tokens (model tokens,
-inserted results excluded). Wall time is not in these files: it differs between two runs of the
+inserted results excluded). A question whose rollout lost a search to the retriever is counted
+(``n``, ``retriever_failed``) and left out of every metric and interval, not scored as wrong. Wall
+time is not in these files: it differs between two runs of the
 same protocol, while these files are reproduced byte for byte by ``--replay``; it lives in
 ``timings.json`` and is shown beside the table on the console and in the report.
 """
@@ -29,6 +31,7 @@ TABLE_COLUMNS = (
     "seeds",
     *(c for m in INTERVAL_METRICS for c in (m, f"{m}_lo", f"{m}_hi")),
     "judge_failed",
+    "retriever_failed",
     "searches",
     *COST_COLUMNS,
 )
@@ -146,14 +149,16 @@ def results_markdown(
     method), for the console; the files leave it out (see the module docstring)."""
     seeded = any((r.get("seeds") or 1) > 1 for r in table)
     header = ["dataset", "method", "n", *(["seeds"] if seeded else [])]
-    header += [_LABELS[m] for m in INTERVAL_METRICS] + ["judge failed", "searches"]
+    header += [_LABELS[m] for m in INTERVAL_METRICS]
+    header += ["judge failed", "retriever failed", "searches"]
     header += [_LABELS[c] for c in COST_COLUMNS] + (["s / question"] if seconds is not None else [])
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in table:
         cells = [str(row["dataset"]), str(row["method"]), str(row["n"])]
         cells += [str(row.get("seeds", 1))] if seeded else []
         cells += [metric_cell(row, m) for m in INTERVAL_METRICS]
-        cells += [_fmt("judge_failed", row.get("judge_failed")), _fmt("searches", row["searches"])]
+        cells += [_fmt(c, row.get(c)) for c in ("judge_failed", "retriever_failed")]
+        cells.append(_fmt("searches", row["searches"]))
         cells += [_fmt(c, row.get(c)) for c in COST_COLUMNS]
         if seconds is not None:
             cells.append(_fmt("seconds", seconds.get((row["dataset"], row["method"]))))
