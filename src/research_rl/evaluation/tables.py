@@ -6,10 +6,10 @@ and over seeds too with ``--seeds N``; the point value is the mean over the same
 seeds). Cost per question: model calls (generation turns: one per search plus the answering one),
 retriever calls (searches sent to the retriever; one for ``rag``), generated tokens (model tokens,
 inserted results excluded). A question whose rollout lost a search to the retriever is counted
-(``n``, ``retriever_failed``) and left out of every metric and interval, not scored as wrong. Wall
-time is not in these files: it differs between two runs of the
-same protocol, while these files are reproduced byte for byte by ``--replay``; it lives in
-``timings.json`` and is shown beside the table on the console and in the report.
+(``n``, ``retriever_failed``) and left out of every metric and interval, not scored as wrong.
+Wall time is not in these files: it differs between two runs of the same protocol, while these
+files are reproduced byte for byte by ``--replay``; it lives in ``timings.json`` and is shown
+beside the table on the console and in the report.
 """
 
 from __future__ import annotations
