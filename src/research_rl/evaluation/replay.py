@@ -12,7 +12,7 @@ Keys are content addresses, so one store can collect the searches of many runs o
 retriever, and be shared with people who cannot host the index. :class:`RecordingRetriever` wraps
 a live retriever and adds what it answers; :class:`ReplayRetriever` answers from the store alone
 and stops the run (:class:`ReplayMissError`, not a retriever error, so the rollout cannot turn it
-into a "search failed" result) on a search the store has not seen.
+into a failed search, ``retriever_error``) on a search the store has not seen.
 
 A retriever answers each search the same way (index search is deterministic), so the store keeps
 the first answer to each key; an answer that differs later is counted in ``conflicts``.
