@@ -7,6 +7,7 @@ reference in ``research_rl.grpo``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,20 @@ class EpochSeededRepeatSampler(RepeatSampler):
     def set_epoch(self, epoch: int) -> None:
         if self.shuffle:
             self.generator.manual_seed((self.seed or 0) + epoch)
+
+
+class _NoRewardWarning(logging.Filter):
+    """TRL warns, with the whole row, for every step that holds a rollout without a reward, and
+    asks for a reward function that returns one. Ours are the rollouts that failed on the
+    retriever, left out on purpose and counted in ``retriever_failed_share``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "All reward functions returned None" not in record.getMessage()
+
+
+_TRL_LOGGER = logging.getLogger("trl.trainer.grpo_trainer")
+if not any(isinstance(f, _NoRewardWarning) for f in _TRL_LOGGER.filters):
+    _TRL_LOGGER.addFilter(_NoRewardWarning())
 
 
 class ResearchGRPOTrainer(GRPOTrainer):
