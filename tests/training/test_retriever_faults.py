@@ -254,6 +254,17 @@ def test_max_failed_share_is_a_validated_share():
         load_train_config(CONFIG, {"retriever.max_failed_share": 1.5})
 
 
+def test_the_stop_message_names_the_retriever_in_use():
+    from research_rl.training.run import retriever_name
+
+    assert retriever_name(RetrieverConfig(index="idx/wiki")) == "the index idx/wiki"
+    url = RetrieverConfig(url="http://search:8000")
+    assert retriever_name(url) == "the retriever at http://search:8000"
+    given = HTTPRetriever("http://other:9")  # one passed to train(retriever=...) wins
+    assert retriever_name(url, given) == "the retriever at http://other:9/retrieve"
+    assert retriever_name(url, FlakyRetriever(None, 0.2, 0)) == "the retriever FlakyRetriever"
+
+
 # -- retries: the HTTP client's, before a search counts as failed -------------------------------
 class _Transport:
     """Times out the first ``timeouts`` requests, then answers with one hit per query."""

@@ -105,7 +105,7 @@ class RolloutFunction:
         engine: RolloutEngine,
         backend_factory: BackendFactory,
         seed: int,
-        max_failed_share: float = 1.0,
+        max_failed_share: float = 0.5,
         retriever_name: str = "the retriever",
     ) -> None:
         self.questions = questions

@@ -151,8 +151,12 @@ def default_backend_factory(cfg: TrainConfig, tokenizer: Any) -> BackendFactory:
     return lambda trainer, model: VLLMBackend(trainer.vllm_generation.llm)
 
 
-def retriever_name(cfg: RetrieverConfig) -> str:
-    """How a message names the retriever: its URL or its index directory."""
+def retriever_name(cfg: RetrieverConfig, given: Any = None) -> str:
+    """How a message names the retriever: the URL or index directory of the config, or for a
+    retriever given instead, its URL or its class."""
+    if given is not None:
+        url = getattr(given, "url", None)
+        return f"the retriever at {url}" if url else f"the retriever {type(given).__name__}"
     return f"the retriever at {cfg.url}" if cfg.url is not None else f"the index {cfg.index}"
 
 
@@ -208,6 +212,7 @@ def build_trainer(
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    name = retriever_name(cfg.retriever, retriever)
     retriever = retriever or make_retriever(cfg.retriever)
     engine = RolloutEngine(None, tokenizer, retriever, cfg.rollout)  # backend set per call
     factory = backend_factory or default_backend_factory(cfg, tokenizer)
@@ -217,7 +222,7 @@ def build_trainer(
         factory,
         cfg.grpo.seed,
         max_failed_share=cfg.retriever.max_failed_share,
-        retriever_name=retriever_name(cfg.retriever),
+        retriever_name=name,
     )
     dataset = Dataset.from_dict(
         {"prompt": [q.id for q in train_qs], "golden_answers": [q.golden_answers for q in train_qs]}
