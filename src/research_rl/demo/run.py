@@ -72,6 +72,7 @@ _DEMO_GRPO: dict[str, Any] = dict(
     max_steps=300,
     weight_decay=0.0,
     beta=0.01,
+    entropy_coef=0.0,  # no entropy bonus: the recipe the demo was measured with
 )
 
 
