@@ -72,7 +72,7 @@ def ask(
     console.print(text)
     from research_rl.reward import extract_prediction
 
-    prediction = extract_prediction(traj.text)
+    prediction = extract_prediction(traj.text, traj.profile, traj.truncated)
     console.print(
         f"[bold]answer:[/] {prediction.strip() if prediction else '(none)'}   "
         f"[bold]searches:[/] {traj.num_searches}   [bold]finish:[/] {traj.finish_reason}"
