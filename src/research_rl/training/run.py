@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from research_rl.config import ConfigError, dump_config, load_config
+from research_rl.models import with_resolved_model
 from research_rl.questions import Question, QuestionFileError, read_questions
 from research_rl.retrieval.config import RetrieverConfig
 from research_rl.training import checkpoints
@@ -201,6 +202,7 @@ def build_trainer(
     from research_rl.training.trainer import ResearchGRPOTrainer
 
     run_dir = Path(run_dir)
+    cfg = with_resolved_model(cfg)  # GGUF: import once
     train_qs = _read_unique_questions(cfg.data.train, cfg.data.max_train_questions)
     if len(train_qs) < cfg.grpo.questions_per_step:
         raise ConfigError(
