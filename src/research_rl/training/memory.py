@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from research_rl.config import ConfigError
+from research_rl.training.config import no_accelerator
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # Activations kept for the backward pass, per token and layer, in units of hidden / intermediate
@@ -143,10 +144,9 @@ def fit_micro_batch(
 def fit_memory(cfg: Any, world_size: int | None = None) -> Any:
     """A copy of a TrainConfig whose ``grpo.micro_batch_size`` is set to what fits (CPU only: on
     a GPU the device's own memory and TRL's layout decide, and the config is returned as is)."""
-    import torch
     from transformers import AutoConfig
 
-    if torch.cuda.is_available():
+    if not no_accelerator():
         return cfg
     model_config = AutoConfig.from_pretrained(
         cfg.model.path, trust_remote_code=cfg.model.trust_remote_code
