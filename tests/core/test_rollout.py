@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FakeRetriever
+from mask_spans import mask_spans
 from research_rl.backends.scripted import ScriptedBackend, ScriptError
 from research_rl.config import validate_config
 from research_rl.profiles import PROFILES
@@ -38,20 +39,6 @@ def engine(tokenizer, retriever, scripts, logprob=-0.5, **cfg):
 
 def strict(tokenizer, retriever, scripts, **cfg):
     return engine(tokenizer, retriever, scripts, profile="strict", **cfg)
-
-
-def mask_spans(traj, value):
-    """The contiguous runs of completion ids whose mask equals ``value``."""
-    spans, cur = [], []
-    for tok, m in zip(traj.completion_ids, traj.loss_mask, strict=True):
-        if m == value:
-            cur.append(tok)
-        elif cur:
-            spans.append(cur)
-            cur = []
-    if cur:
-        spans.append(cur)
-    return spans
 
 
 def inserted_texts(tokenizer, traj):

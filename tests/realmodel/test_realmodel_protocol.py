@@ -13,6 +13,7 @@ import pytest
 import torch
 from realmodel_fakes import TitleRetriever
 
+from mask_spans import mask_spans
 from research_rl.backends.base import GenerationRequest, SamplingParams
 from research_rl.backends.hf import HFBackend
 from research_rl.models import end_of_turn_token
@@ -50,18 +51,6 @@ def ids(tokenizer, text: str) -> list[int]:
 def engine_for(model, tokenizer, retriever, **rollout) -> RolloutEngine:
     cfg = RolloutConfig(template="instruct", max_response_tokens=256, **rollout)
     return RolloutEngine(HFBackend(model, tokenizer), tokenizer, retriever, cfg)
-
-
-def spans(traj, value: int) -> list[list[int]]:
-    """The maximal runs of completion ids whose loss mask is ``value``."""
-    out, run = [], []
-    for tok, m in zip(traj.completion_ids, traj.loss_mask, strict=True):
-        if m == value:
-            run.append(tok)
-        elif run:
-            out.append(run)
-            run = []
-    return out + ([run] if run else [])
 
 
 def test_the_eos_is_the_chat_templates_end_of_turn_token(smol_model, smol_tokenizer, smol_dir):
@@ -131,11 +120,11 @@ def test_inserted_spans_are_exactly_the_result_blocks_and_model_tokens_are_kept(
     assert traj.search_queries == ["capital of France", "France"]
     assert retriever.calls == [["capital of France"], ["France"]]
     # the model's tokens, exactly as forced (never decoded and re-encoded)
-    assert spans(traj, 1) == [first, script_turns[1], script_turns[2]]
+    assert mask_spans(traj, 1) == [first, script_turns[1], script_turns[2]]
     # every inserted span decodes to exactly its block, nothing else
     hits = [retriever.search([q], 5)[0] for q in traj.search_queries]
     blocks = [block_of(research_passages(h)) for h in hits]
-    assert [smol_tokenizer.decode(s) for s in spans(traj, 0)] == blocks
+    assert [smol_tokenizer.decode(s) for s in mask_spans(traj, 0)] == blocks
     assert traj.text == smol_tokenizer.decode(traj.completion_ids[:-1])  # the eos is not text
     assert traj.reward is not None and traj.reward.f1 == 1.0
 
