@@ -130,3 +130,25 @@ def test_a_run_killed_mid_step_resumes_where_it_left_off(full_run, tmp_path):
         assert rows[step - 1]["loss"] == pytest.approx(full[step - 1]["loss"], rel=1e-4, abs=1e-6)
     assert [s for s, _ in checkpoints.complete_checkpoints(out)] == [2, 4]
     assert not fake.exists() and "removed the incomplete checkpoint" in resumed.stderr
+
+
+def test_a_replayed_run_gives_the_same_rollouts_without_the_index(full_run, tmp_path):
+    """Every search of the run was recorded into <run>/retrieval; replayed from there with the
+    index gone, the same seeds give byte-identical rollouts, validation passes and figures."""
+    store = full_run / "retrieval"
+    recorded = (store / "queries.jsonl").read_text().splitlines()
+    assert any(json.loads(line)["hits"] for line in recorded)
+    out = tmp_path / "replayed"
+    gone = tmp_path / "no-index-here"
+    proc = _train(out, "--replay", str(full_run), "--set", f"retriever.index={gone}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = sorted(p.relative_to(full_run) for p in (full_run / "rollouts").rglob("step_*.jsonl"))
+    assert len(files) == STEPS + 2  # every step's rollouts and the two validation passes
+    for rel in files:
+        assert (out / rel).read_bytes() == (full_run / rel).read_bytes(), rel
+    timing = {"seconds_per_step", "rollout_seconds", "rollout_share", "peak_rss_gb", "val/seconds"}
+    strip = [{k: v for k, v in r.items() if k not in timing} for r in _metrics(out)]
+    assert strip == [{k: v for k, v in r.items() if k not in timing} for r in _metrics(full_run)]
+    card = json.loads((out / "rollouts" / "val" / "card.json").read_text())
+    assert card["provenance"]["replayed_from"] == str(full_run)
+    assert not (out / "retrieval").exists()  # a replay records nothing new

@@ -40,6 +40,13 @@ def train(
             help="Continue the run in the output directory from its newest complete checkpoint."
         ),
     ] = False,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="Answer every search from a recorded retrieval store, or the run directory of a "
+            "recorded run (its retrieval/); the index and the server are not opened."
+        ),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a config key: --set grpo.max_steps=10 (repeatable)."),
@@ -51,7 +58,10 @@ def train(
     from research_rl.training.run import load_train_config
     from research_rl.training.run import train as run_training
 
-    cfg = load_train_config(config, _parse_sets(set_ or []))
+    overrides = _parse_sets(set_ or [])
+    if replay is not None:
+        overrides["run.replay"] = str(replay)
+    cfg = load_train_config(config, overrides)
     try:
         result = run_training(cfg, output_dir=output_dir, resume=resume)
     except TrainingStopped as err:  # a non-finite figure, or a retriever that keeps failing

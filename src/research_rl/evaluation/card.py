@@ -340,15 +340,21 @@ def eval_card(
     return card
 
 
-def validation_card(cfg: Any, questions: Sequence[Question]) -> dict[str, Any]:
+def validation_card(
+    cfg: Any,
+    questions: Sequence[Question],
+    retrieval: Mapping[str, Any] | None = None,
+    replayed_from: str | None = None,
+) -> dict[str, Any]:
     """The card of a training run's validation passes (``cfg`` a ``TrainConfig``): greedy
-    rollouts of the policy on the validation questions, scored by the rule reward's metrics."""
+    rollouts of the policy on the validation questions, scored by the rule reward's metrics.
+    ``retrieval``: the retrieval section when known (a replay's comes from its store)."""
     r = cfg.retriever
     return build_card(
         datasets={"validation": questions},
         methods=["research"],
         rollout=cfg.rollout,
-        retrieval=retrieval_section(r.index, r.url),
+        retrieval=retrieval if retrieval is not None else retrieval_section(r.index, r.url),
         prompts={"research": template_sha256(cfg.rollout)},
         sampling={"temperature": 0.0, "top_p": 1.0, "top_k": 0, "seed": None},
         seeds=1,
@@ -358,7 +364,10 @@ def validation_card(cfg: Any, questions: Sequence[Question]) -> dict[str, Any]:
             "revision": "the policy at each validation step (rollouts/val/step_N.jsonl)",
             "backend": cfg.generation.backend,
         },
-        provenance={"datasets": {"validation": where(cfg.data.validation)}},
+        provenance={
+            "datasets": {"validation": where(cfg.data.validation)},
+            "replayed_from": replayed_from,
+        },
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -172,12 +173,18 @@ def _rows(path: Path) -> Iterator[tuple[str, object]]:
 
 
 def _append(path: Path, rows: list[dict[str, Any]]) -> None:
+    """One ``write`` in append mode: the ranks of a distributed run record into one store, and
+    their lines never interleave (each rank only re-adds what another already wrote)."""
     if not rows:
         return
-    with path.open("a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
+    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:  # a regular file takes it in one call; the loop covers a short write
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 class RecordingRetriever:

@@ -121,6 +121,12 @@ class RunSettings(StrictModel):
     wandb_project: str = "research-rl"
     run_name: str | None = None
     progress: bool = True  # the rich progress display on the console
+    # Every search the rollouts send is recorded (evaluation/replay.py) into this store, by default
+    # <run>/retrieval; a store can be shared between runs over the same retriever.
+    retrieval_store: str | None = None
+    # Answer every search from a recorded store (or the run directory of a recorded run): neither
+    # the index nor the server is opened, and the same seeds give the same rollouts.
+    replay: str | None = None
 
 
 class TrainConfig(StrictModel):
@@ -149,6 +155,8 @@ def resolve_relative_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
     cfg.rollout.system_prompt_path = fix(cfg.rollout.system_prompt_path)
     if cfg.retriever.index is not None:
         cfg.retriever.index = fix(cfg.retriever.index)
+    cfg.run.retrieval_store = fix(cfg.run.retrieval_store)
+    cfg.run.replay = fix(cfg.run.replay)
     return cfg
 
 

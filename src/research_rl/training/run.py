@@ -18,8 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from research_rl.config import ConfigError, dump_config, load_config
+from research_rl.evaluation.card import retrieval_section
+from research_rl.evaluation.replay import (
+    STORE_DIR,
+    RecordingRetriever,
+    ReplayRetriever,
+    RetrievalStore,
+    resolve_store,
+)
 from research_rl.models import with_resolved_model
 from research_rl.questions import Question, QuestionFileError, read_questions
+from research_rl.retrieval import make_retriever
 from research_rl.retrieval.config import RetrieverConfig
 from research_rl.training import checkpoints
 from research_rl.training.config import (
@@ -162,6 +171,19 @@ def retriever_name(cfg: RetrieverConfig, given: Any = None) -> str:
     return f"the retriever at {cfg.url}" if cfg.url is not None else f"the index {cfg.index}"
 
 
+def open_retrieval(cfg: TrainConfig, run_dir: Path, given: Any = None) -> tuple[Any, dict]:
+    """The rollouts' retriever and the card's retrieval section. Live (``given``, or the one the
+    config names), every search is recorded into ``run.retrieval_store`` (default
+    ``<run>/retrieval``); with ``run.replay`` every search is answered from that store alone."""
+    if cfg.run.replay is not None:
+        store = RetrievalStore(resolve_store(cfg.run.replay))
+        return ReplayRetriever(store), {**store.retriever, "where": None}
+    retrieval = retrieval_section(cfg.retriever.index, cfg.retriever.url)
+    identity = {k: retrieval[k] for k in ("retriever", "corpus")}
+    store = RetrievalStore(cfg.run.retrieval_store or run_dir / STORE_DIR, identity)
+    return RecordingRetriever(given or make_retriever(cfg.retriever), store), retrieval
+
+
 def _peft_config(cfg: TrainConfig):
     if not cfg.lora.enabled:
         return None
@@ -197,7 +219,6 @@ def build_trainer(
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from research_rl.retrieval import make_retriever
     from research_rl.rollout import RolloutEngine
     from research_rl.training.rollouts import research_reward
     from research_rl.training.trainer import ResearchGRPOTrainer
@@ -216,7 +237,9 @@ def build_trainer(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     name = retriever_name(cfg.retriever, retriever)
-    retriever = retriever or make_retriever(cfg.retriever)
+    retriever, retrieval = open_retrieval(cfg, run_dir, retriever)
+    if cfg.run.replay is not None:
+        name = f"the replay of {cfg.run.replay}"
     engine = RolloutEngine(None, tokenizer, retriever, cfg.rollout)  # backend set per call
     factory = backend_factory or default_backend_factory(cfg, tokenizer)
     rollout_func = RolloutFunction(
@@ -255,7 +278,8 @@ def build_trainer(
         if trainer.accelerator.is_main_process:  # what produced the val/ figures, beside them
             from research_rl.evaluation.card import validation_card, write_card
 
-            write_card(run_dir / "rollouts" / "val" / "card.json", validation_card(cfg, val_qs))
+            card = validation_card(cfg, val_qs, retrieval, replayed_from=cfg.run.replay)
+            write_card(run_dir / "rollouts" / "val" / "card.json", card)
     return trainer, rollout_func, validator
 
 
