@@ -30,7 +30,9 @@ def test_two_process_trl_training_with_ranks_finishing_at_different_turns(tmp_pa
         str(tmp_path),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    # Each rank's own lines first: the launcher's traceback after them can hide the cause.
+    ranks = [line for line in proc.stderr.splitlines() if line.startswith("[rank")]
+    assert proc.returncode == 0, "\n".join(ranks[-60:]) + proc.stderr[-2000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
 
     assert r0["final_step"] == r1["final_step"] == 2

@@ -94,7 +94,10 @@ class RetrievalStore:
         else:
             self.meta = {"format": STORE_FORMAT, "retriever": dict(retriever)}
             self.path.mkdir(parents=True, exist_ok=True)
-            meta.write_text(json.dumps(self.meta, indent=2) + "\n", encoding="utf-8")
+            # Ranks open one store at once: a rank must never read another's half-written file.
+            staged = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
+            staged.write_text(json.dumps(self.meta, indent=2) + "\n", encoding="utf-8")
+            os.replace(staged, meta)
 
     @property
     def retriever(self) -> dict[str, Any]:
