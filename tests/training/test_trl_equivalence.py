@@ -292,6 +292,67 @@ FAULT_SCRIPTS = [
 ]
 
 
+def _micro_batch_loss_and_grads(trainer, parts):
+    model = trainer.model
+    model.zero_grad(set_to_none=True)
+    saved = trainer.current_gradient_accumulation_steps, trainer.args.steps_per_generation
+    trainer.current_gradient_accumulation_steps = trainer.args.steps_per_generation = len(parts)
+    try:
+        total = sum(trainer.compute_loss(model, p) for p in parts)
+        total.backward()
+    finally:
+        trainer.current_gradient_accumulation_steps, trainer.args.steps_per_generation = saved
+    return total.item(), _grads(model)
+
+
+def _assert_same(a, b):
+    assert a[0] == pytest.approx(b[0], rel=1e-5, abs=1e-7)
+    for x, y in zip(a[1], b[1], strict=True):
+        assert torch.allclose(x, y, rtol=1e-4, atol=1e-5 * float(y.abs().max()))
+
+
+def test_regrouped_micro_batches_give_the_whole_batch_loss_and_gradients(setup):
+    """Without the entropy bonus the loss does not depend on which rows share a micro-batch: the
+    trainer's micro-batches (grouped by length, cut to their own longest row) sum to the loss and
+    gradients of the whole padded batch."""
+    from research_rl.training.micro_batches import can_regroup, partition_free, regroup, rotary
+
+    trainer, inputs, _ = setup
+    assert can_regroup(inputs), sorted(inputs)  # TRL's batch keys are still the known ones
+    assert rotary(trainer.model.config)
+    trainer.entropy_coef, trainer._entropy_bonus_enabled = 0.0, False
+    try:
+        assert partition_free(trainer.loss_type, trainer._entropy_bonus_enabled)
+        whole = _micro_batch_loss_and_grads(trainer, [inputs])
+        halves = [{k: v if v.ndim == 0 else v[i::2] for k, v in inputs.items()} for i in (0, 1)]
+        parts = regroup(halves)
+        width = inputs["prompt_ids"].shape[1] + inputs["completion_ids"].shape[1]
+        assert min(p["prompt_ids"].shape[1] + p["completion_ids"].shape[1] for p in parts) < width
+        _assert_same(_micro_batch_loss_and_grads(trainer, parts), whole)
+    finally:
+        trainer.entropy_coef, trainer._entropy_bonus_enabled = ENTROPY_COEF, True
+
+
+def test_with_the_entropy_bonus_micro_batches_keep_their_rows_and_only_lose_padding(setup):
+    """TRL's entropy bonus is a mean within each micro-batch, so regrouping would change it: the
+    rows stay in TRL's micro-batches, each cut to its own longest row, with TRL's exact loss."""
+    from research_rl.training.micro_batches import partition_free, trim
+
+    trainer, inputs, _ = setup
+    assert not partition_free(trainer.loss_type, trainer._entropy_bonus_enabled)
+    # rows in order: each question's search-right, search-wrong, no-search rollouts
+    halves = [{k: v if v.ndim == 0 else v[i : i + 2] for k, v in inputs.items()} for i in (0, 2, 4)]
+    trimmed = [trim(h) for h in halves]
+    assert any(t["completion_ids"].shape[1] < inputs["completion_ids"].shape[1] for t in trimmed)
+    stock = _micro_batch_loss_and_grads(trainer, halves)
+    _assert_same(_micro_batch_loss_and_grads(trainer, trimmed), stock)
+    # and regrouping would have moved it: the check above is the one that keeps TRL's objective
+    from research_rl.training.micro_batches import regroup
+
+    moved = _micro_batch_loss_and_grads(trainer, regroup(halves))
+    assert moved[0] != pytest.approx(stock[0], rel=1e-5)
+
+
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory):
     from research_rl.retrieval import RetrieverConfig, make_retriever

@@ -1,5 +1,6 @@
 """``GRPOTrainer`` with what the run directory needs: atomic checkpoints, an epoch-seeded sampler
-(the same data order after a resume, in every epoch) and a stop on non-finite losses.
+(the same data order after a resume, in every epoch), a stop on non-finite losses, and
+micro-batches that are not padded to the step's longest rollout.
 
 The objective itself is TRL's, untouched; ``tests/training/test_trl_equivalence.py`` pins it to the
 reference in ``research_rl.grpo``.
@@ -16,6 +17,14 @@ from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from research_rl.training import checkpoints
+from research_rl.training.micro_batches import (
+    can_regroup,
+    partition_free,
+    regroup,
+    rotary,
+    trim,
+    trimmed_logps,
+)
 from research_rl.training.rollouts import NonFiniteError
 
 
@@ -72,6 +81,52 @@ class ResearchGRPOTrainer(GRPOTrainer):
                 f"step {self.state.global_step + 1}: the loss is {loss.detach().float().item()}"
             )
         return loss
+
+    # -- micro-batches cut to their own longest rollout (training/micro_batches.py) -------------
+    @property
+    def _rotary(self) -> bool:
+        return rotary(getattr(self.model, "config", None))  # self.model: never the DDP wrapper
+
+    def _prepare_inputs(self, generation_batch):
+        fresh = (
+            self._buffered_inputs is None
+            or self._step % (self.args.steps_per_generation * self.num_iterations) == 0
+        )
+        inputs = super()._prepare_inputs(generation_batch)
+        if not self.model.training or not fresh or not can_regroup(self._buffered_inputs[0]):
+            return inputs
+        if partition_free(self.loss_type, self._entropy_bonus_enabled):
+            self._buffered_inputs = regroup(self._buffered_inputs, self._rotary)
+        else:
+            self._buffered_inputs = [trim(b, self._rotary) for b in self._buffered_inputs]
+        return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **multimodal,
+    ):
+        parent = super()._get_per_token_logps_and_entropies
+        if compute_aux_loss or any(v is not None for v in multimodal.values()):
+            return parent(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy,
+                compute_aux_loss, **multimodal,
+            )  # fmt: skip
+
+        def chunk(ids, mask, keep, size, entropy):
+            return parent(model, ids, mask, keep, size, entropy)
+
+        logps, entropies = trimmed_logps(
+            chunk, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy,
+            self._rotary,
+        )  # fmt: skip
+        return logps, entropies, None
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """No model card in every checkpoint (TRL writes one on each save)."""
