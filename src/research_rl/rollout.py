@@ -188,7 +188,7 @@ class RolloutEngine:
 
     def __init__(
         self,
-        backend: GenerationBackend,
+        backend: GenerationBackend | None,
         tokenizer: Any,
         retriever: Retriever,
         config: RolloutConfig | None = None,
@@ -219,12 +219,20 @@ class RolloutEngine:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(
-        self, questions: Sequence[Question], n: int = 1, sampling: SamplingParams | None = None
+        self,
+        questions: Sequence[Question],
+        n: int = 1,
+        sampling: SamplingParams | None = None,
+        backend: GenerationBackend | None = None,
     ) -> list[Trajectory]:
         """``n`` rollouts per question, question-major (q0 s0..s(n-1), q1 s0, ...), rewards
-        filled."""
+        filled, on ``backend`` (default: the engine's own; a trainer passes the one that holds
+        this step's weights)."""
         if n < 1:
             raise ValueError(f"group size n must be at least 1, got {n}")
+        backend = self.backend if backend is None else backend
+        if backend is None:
+            raise ValueError("RolloutEngine.run: no backend (give one here or to the engine)")
         sampling = sampling or SamplingParams()
         protocol = self.protocol
         rollouts: list[_Rollout] = []
@@ -243,7 +251,7 @@ class RolloutEngine:
                 )
                 rollouts.append(_Rollout(traj))
 
-        self._clear_backend_cache()
+        _clear_cache(backend)
         active = list(rollouts)
         turn = 0
         while active:
@@ -259,7 +267,7 @@ class RolloutEngine:
                 )
                 for r in active
             ]
-            outputs = self.backend.generate(requests, turn_sampling)
+            outputs = backend.generate(requests, turn_sampling)
             if len(outputs) != len(requests):
                 raise RuntimeError(
                     f"backend returned {len(outputs)} outputs for {len(requests)} requests"
@@ -273,7 +281,10 @@ class RolloutEngine:
             active = [r for r in active if r.traj.finish_reason is None]
             turn += 1
 
-        self._clear_backend_cache()
+        _clear_cache(backend)
+        finish = getattr(backend, "finish_run", None)
+        if callable(finish):
+            finish(sampling)
         for r in rollouts:
             t = r.traj
             t.text = "".join(r.text_parts)
@@ -282,13 +293,6 @@ class RolloutEngine:
             if not t.failed:  # a rollout cut short by the retriever has no reward to give
                 t.reward = score(t.text, t.golden_answers, t.truncated, rules=protocol.name)
         return [r.traj for r in rollouts]
-
-    def _clear_backend_cache(self) -> None:
-        """Backends that keep KV caches between calls (``HFBackend``) drop them between runs: the
-        weights may change between two runs (a training step), which makes them stale."""
-        clear = getattr(self.backend, "clear_prefix_cache", None)
-        if callable(clear):
-            clear()
 
     def _budget(self, r: _Rollout) -> int:
         left = self.protocol.max_response_tokens - len(r.traj.completion_ids)
@@ -413,3 +417,11 @@ class RolloutEngine:
                 t.logprobs.extend([0.0] * len(ids))
             r.text_parts.append(block)
             r.turn_start = len(t.completion_ids)
+
+
+def _clear_cache(backend: GenerationBackend) -> None:
+    """Backends that keep KV caches between calls (``HFBackend``) drop them between runs: the
+    weights may change between two runs (a training step), which makes them stale."""
+    clear = getattr(backend, "clear_prefix_cache", None)
+    if callable(clear):
+        clear()

@@ -16,14 +16,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from research_rl.backends.base import GenerationRequest, SamplingParams
-from research_rl.config import validate_config
-from research_rl.evaluation.config import EvalConfig, JudgeSettings
-from research_rl.evaluation.judge import Judge, parse_verdict
-from research_rl.evaluation.openai_backend import (
+from research_rl.backends.openai import (
     OpenAICompletionsBackend,
     ServerBackendError,
     infer_stop,
 )
+from research_rl.config import validate_config
+from research_rl.evaluation.config import EvalConfig, JudgeSettings
+from research_rl.evaluation.judge import Judge, parse_verdict
 from research_rl.evaluation.runner import open_evaluation
 
 SCRIPTS = {  # question -> the model's text per turn (stop strings included, as a model writes)

@@ -26,7 +26,7 @@ from research_rl.corpus import Passage
 from research_rl.questions import Question
 from research_rl.retrieval.base import Hit
 from research_rl.rollout import RolloutConfig, RolloutEngine
-from research_rl.scale.distributed import GatheredBackend, LockstepBackend, drain_if_lockstep
+from research_rl.scale.distributed import GatheredBackend, LockstepBackend
 
 QUESTIONS = [
     Question("q0", "What is the capital of France?", ["Paris"]),
@@ -80,8 +80,8 @@ def main() -> int:
             if not args.no_lockstep:
                 backend = LockstepBackend(backend)
             engine = RolloutEngine(backend, tokenizer, TitleRetriever(), config)
-            trajs = engine.run([QUESTIONS[rank]], n=2, sampling=sampling)
-            padding = drain_if_lockstep(backend, sampling)
+            trajs = engine.run([QUESTIONS[rank]], n=2, sampling=sampling)  # drains at its end
+            padding = getattr(backend, "padding_calls", 0)
             # The trainer's next collectives: gradient all-reduce, then gathering rewards.
             grad = torch.ones(3) * (rank + 1)
             dist.all_reduce(grad)

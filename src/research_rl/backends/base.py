@@ -51,7 +51,13 @@ class GenerationOutput:
 
 @runtime_checkable
 class GenerationBackend(Protocol):
-    """A batch of requests in, one output per request, in order."""
+    """A batch of requests in, one output per request, in order.
+
+    Two optional methods, which the rollout engine calls where a backend has them:
+    ``clear_prefix_cache()`` before and after each run (a backend that keeps KV caches between
+    calls drops them: the weights may change between runs), and ``finish_run(sampling)`` when a
+    run's rollouts are all done (a collective backend waits there for the other ranks).
+    """
 
     def generate(
         self, requests: list[GenerationRequest], sampling: SamplingParams

@@ -14,10 +14,10 @@ F = TypeVar("F", bound=Callable)
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     # Imported only once an exception is in flight, so commands start without these modules.
+    from research_rl.backends.openai import ServerBackendError
     from research_rl.config import ConfigError
     from research_rl.corpus import CorpusError
     from research_rl.evaluation.judge import JudgeError
-    from research_rl.evaluation.openai_backend import ServerBackendError
     from research_rl.questions import QuestionFileError
     from research_rl.report.rundir import RunDirError
     from research_rl.retrieval.base import RetrieverError

@@ -127,11 +127,11 @@ def rollout(
 
 
 def _run(cfg: RolloutCommandConfig, model_path: str, qs: list, out_path: Path) -> dict[str, float]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from research_rl.backends.base import SamplingParams
-    from research_rl.backends.hf import HFBackend
+    from research_rl.backends.factory import open_backend
+    from research_rl.backends.settings import BackendSettings
     from research_rl.metrics import batch_metrics
     from research_rl.retrieval import RetrieverConfig, make_retriever
     from research_rl.rollout import RolloutEngine
@@ -145,10 +145,9 @@ def _run(cfg: RolloutCommandConfig, model_path: str, qs: list, out_path: Path) -
     retriever = make_retriever(RetrieverConfig(index=cfg.index, url=cfg.url))
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, cfg.dtype))
-        model.eval()
+        settings = BackendSettings(path=model_path, dtype=cfg.dtype, batch_size=cfg.max_batch_size)
         engine = RolloutEngine(
-            HFBackend(model, tokenizer, max_batch_size=cfg.max_batch_size),
+            open_backend(settings, tokenizer),
             tokenizer,
             retriever,
             cfg.rollout,

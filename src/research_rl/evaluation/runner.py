@@ -40,6 +40,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from research_rl.backends.factory import open_backend
 from research_rl.config import dump_config
 from research_rl.evaluation.card import (
     CARD_FILE,
@@ -440,49 +441,7 @@ def open_evaluation(cfg: EvalConfig, progress: bool = True) -> Evaluation:
     cfg = with_resolved_model(cfg)  # GGUF: import once
     m = cfg.model
     tokenizer = AutoTokenizer.from_pretrained(m.path)
-    if m.backend == "hf":
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        from research_rl.backends.hf import HFBackend
-
-        device = m.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = "auto" if m.dtype == "auto" else getattr(torch, m.dtype)
-        model = AutoModelForCausalLM.from_pretrained(m.path, dtype=dtype).to(device).eval()
-        backend: Any = HFBackend(model, tokenizer, max_batch_size=m.batch_size)
-    elif m.backend == "vllm":
-        from research_rl.backends.vllm import VLLMBackend
-
-        backend = VLLMBackend.from_pretrained(
-            m.path,
-            dtype=m.dtype,
-            tensor_parallel_size=m.tensor_parallel_size,
-            gpu_memory_utilization=m.gpu_memory_utilization,
-        )
-    elif m.backend == "vllm-server":
-        from research_rl.backends.vllm import VLLMServerBackend
-
-        assert m.url is not None  # ModelSettings checks it
-        # VLLMServerBackend takes the server root; the config names the .../v1 base like openai.
-        backend = VLLMServerBackend(
-            m.url.rstrip("/").removesuffix("/v1"),
-            model=m.name,
-            timeout_s=m.timeout_s,
-            max_in_flight=m.max_in_flight,
-        )
-    else:
-        from research_rl.evaluation.openai_backend import OpenAICompletionsBackend
-
-        assert m.url is not None  # ModelSettings checks it
-        backend = OpenAICompletionsBackend(
-            m.url,
-            tokenizer,
-            model=m.name,
-            api_key_env=m.api_key_env,
-            max_in_flight=m.max_in_flight,
-            timeout_s=m.timeout_s,
-            max_retries=m.max_retries,
-        )
+    backend = open_backend(m, tokenizer)
     # A replay answers every search from its store: the index and the server are never opened.
     live = cfg.retriever is not None and cfg.replay is None
     retriever = make_retriever(cfg.retriever) if live and cfg.retriever is not None else None

@@ -9,15 +9,14 @@ meet them in the trainer's next collective with mismatched data.
 
 :class:`LockstepBackend` fixes this without the rollout engine knowing: before each call, every
 rank votes whether it still has work (an ``all_reduce`` of an "active" flag); a rank that has
-finished calls :meth:`LockstepBackend.drain`, which keeps voting "inactive" and making empty calls
-until a vote shows that no rank is active. Every rank therefore makes the same number of
-collective generation calls per step, and all leave the rollout together.
+finished drains (:meth:`LockstepBackend.finish_run`, which the engine calls at the end of each
+run): it keeps voting "inactive" and making empty calls until a vote shows that no rank is
+active. Every rank therefore makes the same number of collective generation calls per step, and
+all leave the rollout together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from research_rl.backends.base import (
@@ -63,9 +62,9 @@ class GatheredBackend:
 class LockstepBackend:
     """Wraps a collective backend so that every rank makes the same number of calls.
 
-    The rollout engine uses it as any backend; the caller of the rollout must then call
-    :meth:`drain` on every rank (or run the rollout inside :meth:`session`). Outside a process
-    group (one process) the votes are skipped and it is a plain pass-through.
+    The rollout engine uses it as any backend and drains it at the end of each run
+    (:meth:`finish_run`). Outside a process group (one process) the votes are skipped and it is a
+    plain pass-through.
     """
 
     def __init__(self, inner: GenerationBackend, group: Any = None) -> None:
@@ -105,13 +104,5 @@ class LockstepBackend:
         self.padding_calls += made
         return made
 
-    @contextmanager
-    def session(self, sampling: SamplingParams) -> Iterator[LockstepBackend]:
-        """Run one step's rollouts inside; leaving drains, so ranks exit the rollout together."""
-        yield self
+    def finish_run(self, sampling: SamplingParams) -> None:
         self.drain(sampling)
-
-
-def drain_if_lockstep(backend: GenerationBackend, sampling: SamplingParams) -> int:
-    """What a trainer calls after its rollouts on each rank, whatever backend it was given."""
-    return backend.drain(sampling) if isinstance(backend, LockstepBackend) else 0

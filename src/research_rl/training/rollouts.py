@@ -24,15 +24,15 @@ import contextlib
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from research_rl.backends.base import GenerationBackend, SamplingParams
+from research_rl.backends.base import SamplingParams
+from research_rl.backends.factory import BackendFactory
 from research_rl.questions import Question
 from research_rl.reward import score
 from research_rl.rollout import RolloutEngine
-from research_rl.scale.distributed import drain_if_lockstep
 from research_rl.trajectory import Trajectory
 
 
@@ -90,9 +90,6 @@ def generation_model(trainer: Any) -> Iterator[Any]:
             model.train(was_training)
 
 
-BackendFactory = Callable[[Any, Any], GenerationBackend]  # (trainer, unwrapped model) -> backend
-
-
 class RolloutFunction:
     """``rollout_func`` for ``GRPOTrainer``: runs the core's rollouts for the step's prompts.
 
@@ -134,11 +131,8 @@ class RolloutFunction:
         start = time.perf_counter()
         sampling = self.sampling(trainer, step)
         with generation_model(trainer) as model:
-            self.engine.backend = self.backend_factory(trainer, model)
-            trajectories = self.engine.run(questions, n=1, sampling=sampling)
-            # A collective backend (research_rl.scale's LockstepBackend) pads with empty calls
-            # until every rank is done, so no rank leaves the rollout while others still generate.
-            drain_if_lockstep(self.engine.backend, sampling)
+            backend = self.backend_factory(trainer, model)
+            trajectories = self.engine.run(questions, n=1, sampling=sampling, backend=backend)
         seconds = time.perf_counter() - start
         seen: Counter[str] = Counter()
         for t in trajectories:  # n=1 per repeated id: restore each rollout's index in its group

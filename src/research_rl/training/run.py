@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from research_rl.backends.factory import BackendFactory, trainer_backend_factory
 from research_rl.config import ConfigError, dump_config, load_config
 from research_rl.evaluation.card import retrieval_section
 from research_rl.evaluation.replay import (
@@ -38,7 +39,7 @@ from research_rl.training.config import (
     resolve_relative_paths,
 )
 from research_rl.training.memory import fit_memory
-from research_rl.training.rollouts import BackendFactory, RolloutFunction, TrainingStopped
+from research_rl.training.rollouts import RolloutFunction, TrainingStopped
 
 TESTED_TRL = "1.16.0"  # pinned in pyproject.toml; TRL's rollout_func hook is experimental
 
@@ -145,21 +146,7 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 # -- building the trainer --------------------------------------------------------------------
 def default_backend_factory(cfg: TrainConfig, tokenizer: Any) -> BackendFactory:
-    """hf: transformers generate on the live policy. vllm: TRL's engine, which TRL keeps in sync
-    with the policy before every rollout call."""
-    gen = cfg.generation
-    if gen.backend == "hf":
-        from research_rl.backends.hf import HFBackend
-
-        return lambda trainer, model: HFBackend(model, tokenizer)
-    if gen.vllm_mode == "server":
-        from research_rl.backends.vllm import VLLMServerBackend
-
-        server = VLLMServerBackend(gen.vllm_server_url)
-        return lambda trainer, model: server
-    from research_rl.backends.vllm import VLLMBackend
-
-    return lambda trainer, model: VLLMBackend(trainer.vllm_generation.llm)
+    return trainer_backend_factory(cfg.generation, tokenizer)
 
 
 def retriever_name(cfg: RetrieverConfig, given: Any = None) -> str:
@@ -240,7 +227,7 @@ def build_trainer(
     retriever, retrieval = open_retrieval(cfg, run_dir, retriever)
     if cfg.run.replay is not None:
         name = f"the replay of {cfg.run.replay}"
-    engine = RolloutEngine(None, tokenizer, retriever, cfg.rollout)  # backend set per call
+    engine = RolloutEngine(None, tokenizer, retriever, cfg.rollout)  # backend given per run
     factory = backend_factory or default_backend_factory(cfg, tokenizer)
     rollout_func = RolloutFunction(
         {q.id: q for q in train_qs},
@@ -286,7 +273,6 @@ def build_trainer(
 def _make_validator(trainer, engine, factory, questions: list[Question], cfg: TrainConfig):
     """Greedy rollouts (one per question) on this rank's share of the validation questions."""
     from research_rl.backends.base import SamplingParams
-    from research_rl.scale.distributed import drain_if_lockstep
     from research_rl.training.rollouts import generation_model
 
     def validate():
@@ -296,9 +282,7 @@ def _make_validator(trainer, engine, factory, questions: list[Question], cfg: Tr
             trainer.vllm_generation.sync_weights()
         greedy = SamplingParams(temperature=0.0)
         with generation_model(trainer) as model:
-            engine.backend = factory(trainer, model)
-            trajectories = engine.run(mine, n=1, sampling=greedy)
-            drain_if_lockstep(engine.backend, greedy)
+            trajectories = engine.run(mine, n=1, sampling=greedy, backend=factory(trainer, model))
         return trajectories
 
     return validate
