@@ -298,7 +298,7 @@ def test_timeouts_get_bounded_retries_then_the_rollout_fails_naming_the_url(time
     if failed:
         assert t.reward is None and t.error == (
             "retriever at http://retriever:8000/retrieve unreachable after 3 attempts: "
-            "ReadTimeout: timed out"
+            "timed out after 5.0s"
         )
     else:
         assert t.finish_reason == "answer" and "Kaloton." in t.text and t.reward.value == 1.0

@@ -61,6 +61,7 @@ def open_backend(m: BackendSettings, tokenizer: Any) -> GenerationBackend:
             model=m.name,
             timeout_s=m.timeout_s,
             max_in_flight=m.max_in_flight,
+            max_retries=m.max_retries,
         )
     from research_rl.backends.openai import OpenAICompletionsBackend
 

@@ -25,11 +25,11 @@ with back-off, anything else is an error naming the server and the status.
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from research_rl.backends.base import GenerationOutput, GenerationRequest, SamplingParams
+from research_rl.http_transport import HTTPCallError, call_json
 
 
 class ServerBackendError(RuntimeError):
@@ -114,33 +114,14 @@ class OpenAICompletionsBackend:
         return self._model
 
     def _request(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
-        import httpx
-
         url = f"{self.base_url}{path}"
-        why = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                response = self.client.request(method, url, json=payload)
-            except httpx.TimeoutException:
-                why = f"timed out after {self.timeout_s}s"
-                continue
-            except httpx.TransportError as err:
-                why = f"{type(err).__name__}: {err}"
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                why = f"HTTP {response.status_code}: {response.text[:200]}"
-                continue
-            if response.status_code != 200:
-                raise ServerBackendError(
-                    f"{url}: HTTP {response.status_code}: {response.text[:500]}"
-                )
-            try:
-                return response.json()
-            except ValueError:
-                raise ServerBackendError(f"{url}: not JSON: {response.text[:200]!r}") from None
-        raise ServerBackendError(f"{url}: {why} (after {self.max_retries + 1} attempts)")
+        try:
+            return call_json(
+                self.client, method, url, payload,
+                max_retries=self.max_retries, backoff_s=self.backoff_s,
+            )  # fmt: skip
+        except HTTPCallError as err:
+            raise ServerBackendError(f"{url}: {err}") from None
 
     def prompt_text(self, prompt_ids: list[int]) -> str:
         ids = list(prompt_ids)

@@ -206,6 +206,8 @@ class VLLMServerBackend:
         logprobs: bool = True,
         timeout_s: float = 600.0,
         max_in_flight: int = 64,
+        max_retries: int = 3,
+        backoff_s: float = 1.0,
         client: Any = None,
     ) -> None:
         import httpx
@@ -213,6 +215,7 @@ class VLLMServerBackend:
         self.base_url = base_url.rstrip("/")
         self.logprobs = logprobs
         self.max_in_flight = max_in_flight
+        self.max_retries, self.backoff_s = max_retries, backoff_s
         self.client = client if client is not None else httpx.Client(timeout=timeout_s)
         self._model = model
 
@@ -227,11 +230,16 @@ class VLLMServerBackend:
         return self._model
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        from research_rl.http_transport import HTTPCallError, call_json
+
         url = f"{self.base_url}{path}"
-        response = self.client.request(method, url, json=payload)
-        if response.status_code != 200:
-            raise VLLMError(f"{url}: HTTP {response.status_code}: {response.text[:500]}")
-        return response.json()
+        try:
+            return call_json(
+                self.client, method, url, payload,
+                max_retries=self.max_retries, backoff_s=self.backoff_s,
+            )  # fmt: skip
+        except HTTPCallError as err:
+            raise VLLMError(f"{url}: {err}") from None
 
     def generate(
         self, requests: list[GenerationRequest], sampling: SamplingParams

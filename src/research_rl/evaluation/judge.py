@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from research_rl.evaluation.config import JudgeSettings
+from research_rl.http_transport import HTTPCallError, RetryableReply, call_json
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -156,46 +157,39 @@ class Judge:
         hit = self.cache.get(key)
         if hit is not None:
             return Verdict(hit["correct"], hit["reply"], cached=True)
-        reply, error = "", "no attempt"
-        for attempt in range(self.settings.max_retries + 1):
-            if attempt:
-                self._sleep(self.settings.backoff_s * 2 ** (attempt - 1))
-            reply, error = self._ask(prompt)
-            if error is None:
-                correct = parse_verdict(reply)
-                if correct is not None:
-                    self.cache.put(key, correct, reply)
-                    return Verdict(correct, reply)
-                error = f"malformed judge reply {reply[:200]!r}"
-        return Verdict(None, reply, f"{error} (after {self.settings.max_retries + 1} attempts)")
-
-    def _ask(self, prompt: str) -> tuple[str, str | None]:
-        """One request: (reply, None), or ("", why) for a failure worth retrying."""
-        import httpx
-
         payload = {
             "model": self.settings.model,
             "messages": [{"role": "user", "content": prompt}],
             "max_tokens": self.settings.max_tokens,
             "temperature": 0.0,
         }
+        replies: list[str] = []  # the last one is kept with a failed verdict
+
+        def verdict(body: Any) -> tuple[bool, str]:
+            try:
+                content = body["choices"][0]["message"]["content"]
+            except (KeyError, IndexError, TypeError):
+                content = None
+            if not isinstance(content, str):
+                raise RetryableReply(f"malformed response {str(body)[:200]!r}")
+            replies.append(content.strip())
+            correct = parse_verdict(replies[-1])
+            if correct is None:
+                raise RetryableReply(f"malformed judge reply {replies[-1][:200]!r}")
+            return correct, replies[-1]
+
         try:
-            response = self.client.post(self.endpoint, json=payload)
-        except httpx.TimeoutException:
-            return "", f"{self.endpoint}: timed out after {self.settings.timeout_s}s"
-        except httpx.TransportError as err:
-            return "", f"{self.endpoint}: {type(err).__name__}: {err}"
-        if response.status_code == 429 or response.status_code >= 500:
-            return "", f"{self.endpoint}: HTTP {response.status_code}"
-        if response.status_code != 200:
-            raise JudgeError(f"{self.endpoint}: HTTP {response.status_code}: {response.text[:300]}")
-        try:
-            content = response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            return "", f"{self.endpoint}: malformed response {response.text[:200]!r}"
-        if not isinstance(content, str):
-            return "", f"{self.endpoint}: malformed response {response.text[:200]!r}"
-        return content.strip(), None
+            correct, reply = call_json(
+                self.client, "POST", self.endpoint, payload,
+                max_retries=self.settings.max_retries, backoff_s=self.settings.backoff_s,
+                parse=verdict, sleep=self._sleep,
+            )  # fmt: skip
+        except HTTPCallError as err:
+            if not err.exhausted:  # refused: retrying cannot fix it (401, 404, ...)
+                raise JudgeError(f"{self.endpoint}: {err}") from None
+            return Verdict(None, replies[-1] if replies else "", f"{self.endpoint}: {err}")
+        self.cache.put(key, correct, reply)
+        return Verdict(correct, reply)
 
     def judge_many(
         self,

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from research_rl.corpus import Passage
+from research_rl.http_transport import HTTPCallError, call_json
 from research_rl.retrieval.base import Hit, RetrieverError
-
-# Worth retrying: the server is starting, restarting or overloaded. A 4xx is our request's fault
-# and would fail again, so it is raised at once with the server's message.
-_RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
 class HTTPRetriever:
-    """Reuses one connection pool; retries transport errors and 5xx with exponential backoff."""
+    """Reuses one connection pool; retries as ``http_transport`` does (timeouts, transport errors,
+    429 and 5xx, with exponential backoff); a 4xx is raised at once with the server's message."""
 
     def __init__(
         self,
@@ -44,30 +40,22 @@ class HTTPRetriever:
         return out
 
     def _post(self, body: dict) -> object:
-        cause = "no attempt made"
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                resp = self._client.post(self.url, json=body)
-            except httpx.TransportError as err:
-                cause = f"{type(err).__name__}: {err or 'no detail'}"
-                continue
-            if resp.status_code in _RETRY_STATUS:
-                cause = f"HTTP {resp.status_code}: {_detail(resp)}"
-                continue
-            if resp.status_code != 200:
+        try:
+            return call_json(
+                self._client, "POST", self.url, body,
+                max_retries=self.max_retries, backoff_s=self.backoff_s,
+            )  # fmt: skip
+        except HTTPCallError as err:
+            if err.exhausted:
                 raise RetrieverError(
-                    f"retriever at {self.url} rejected the request: HTTP {resp.status_code}: "
-                    f"{_detail(resp)}"
-                )
-            try:
-                return resp.json()
-            except ValueError:
-                raise RetrieverError(f"retriever at {self.url} answered invalid JSON") from None
-        raise RetrieverError(
-            f"retriever at {self.url} unreachable after {self.max_retries + 1} attempts: {cause}"
-        )
+                    f"retriever at {self.url} unreachable after {err.attempts} attempts: "
+                    f"{err.reason}"
+                ) from None
+            if err.status is not None:
+                raise RetrieverError(
+                    f"retriever at {self.url} rejected the request: {err.reason}"
+                ) from None
+            raise RetrieverError(f"retriever at {self.url} answered {err.reason}") from None
 
     def _parse(self, payload: object, n: int) -> list[list[Hit]]:
         try:
@@ -97,13 +85,3 @@ class HTTPRetriever:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _detail(resp: httpx.Response) -> str:
-    try:
-        data = resp.json()
-        if isinstance(data, dict) and "detail" in data:
-            return str(data["detail"])
-    except ValueError:
-        pass
-    return resp.text[:200] or resp.reason_phrase
