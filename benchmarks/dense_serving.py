@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from pydantic import BaseModel
 
 _WORDS = [
     "river", "mountain", "ancient", "city", "harbour", "festival", "bridge", "library", "castle",
@@ -151,6 +152,12 @@ async def load(
 # --- the baseline: a plain server, as the peers write theirs ----------------------------------
 
 
+class Query(BaseModel):  # at module level: FastAPI resolves the (postponed) annotation here
+    queries: list[str]
+    topk: int = 5
+    return_scores: bool = False
+
+
 def baseline_app(index_dir: Path):
     """Encode + search in a synchronous handler (FastAPI runs it in its thread pool), one request
     at a time, the corpus as an in-memory list; answers Search-R1's ``/retrieve`` shape."""
@@ -158,7 +165,6 @@ def baseline_app(index_dir: Path):
 
     import faiss
     from fastapi import FastAPI
-    from pydantic import BaseModel
 
     from research_rl.retrieval.dense import load_encoder
 
@@ -169,11 +175,6 @@ def baseline_app(index_dir: Path):
     with (index_dir / "corpus.jsonl").open(encoding="utf-8") as f:
         docs = [json.loads(line) for line in f if line.strip()]
     lock = threading.Lock()
-
-    class Query(BaseModel):
-        queries: list[str]
-        topk: int = 5
-        return_scores: bool = False
 
     app = FastAPI()
 
