@@ -38,7 +38,7 @@ def test_waiting_requests_are_coalesced_into_one_batch():
         first = asyncio.create_task(co.search(["q0"], 1))
         await asyncio.to_thread(fake.entered.wait, 10)  # the worker is busy with q0 alone
         rest = [asyncio.create_task(co.search([f"q{i}", f"r{i}"], i)) for i in range(1, 6)]
-        while co._queue.qsize() < 5:
+        while len(co._pending) < 5:
             await asyncio.sleep(0.001)
         fake.release.set()
         results = await asyncio.gather(first, *rest)
@@ -88,3 +88,49 @@ def test_a_failing_batch_fails_its_requests_and_the_worker_goes_on():
 
     rows = asyncio.run(scenario())
     assert [h.passage.id for h in rows[0]] == ["fine#0", "fine#1"]
+
+
+def test_a_lone_client_never_waits_for_the_window():
+    async def scenario():
+        fake = _RecordingSearch()
+        fake.release.set()
+        co = Coalescer(fake, max_batch_queries=100, wait_s=30.0)  # a window no test would outlast
+        co.start()
+        for i in range(5):  # one request after another, as a single client sends them
+            await asyncio.wait_for(co.search([f"q{i}"], 1), timeout=5)
+        await co.stop()
+        return fake.calls, co.batches
+
+    calls, batches = asyncio.run(scenario())
+    assert batches == 5 and [c for c, _ in calls] == [[f"q{i}"] for i in range(5)]
+
+
+def test_after_a_crowd_the_worker_waits_for_the_crowd_but_no_longer_than_the_window():
+    async def scenario(wait_s: float):
+        loop = asyncio.get_running_loop()
+        fake = _RecordingSearch()
+        co = Coalescer(fake, max_batch_queries=100, wait_s=wait_s)
+        co.start()
+        first = asyncio.create_task(co.search(["q0"], 1))
+        await asyncio.to_thread(fake.entered.wait, 10)
+        crowd = [asyncio.create_task(co.search([f"c{i}"], 1)) for i in range(3)]
+        while len(co._pending) < 3:
+            await asyncio.sleep(0.001)
+        fake.release.set()
+        await asyncio.gather(first, *crowd)  # batch 2 served 3 requests
+        # The crowd's clients send again, a little apart: one batch, not three.
+        again = []
+        for i in range(3):
+            again.append(asyncio.create_task(co.search([f"a{i}"], 1)))
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*again)
+        # Only one comes back: it waits for the other two until the window ends, then runs.
+        t0 = loop.time()
+        await co.search(["lone"], 1)
+        waited = loop.time() - t0
+        await co.stop()
+        return fake.calls, waited
+
+    calls, waited = asyncio.run(scenario(wait_s=0.5))
+    assert [c for c, _ in calls] == [["q0"], ["c0", "c1", "c2"], ["a0", "a1", "a2"], ["lone"]]
+    assert 0.4 <= waited < 5

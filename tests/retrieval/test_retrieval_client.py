@@ -40,10 +40,10 @@ def test_rejected_request_is_not_retried_and_names_the_cause(bm25, live_server):
         remote,
         pytest.raises(
             RetrieverError,
-            match=r"rejected the request: HTTP 422: 'topk' must be between 1 and 50, got 99",
+            match=r"rejected the request: HTTP 422: 'topk' must be between 1 and 100, got 101",
         ),
     ):
-        remote.search(["born"], 99)
+        remote.search(["born"], 101)
 
 
 def _free_port() -> int:

@@ -42,9 +42,13 @@ class ServerConfig(StrictModel):
     """Limits and batching of ``research serve`` (configs/serve.yaml)."""
 
     default_topk: int = Field(5, ge=1)
-    max_topk: int = Field(50, ge=1)
-    max_queries: int = Field(1024, ge=1)
-    max_query_chars: int = Field(4096, ge=1)
+    # Above what the peers' shipped scripts send (Search-R1's GRPO script: 2,560 queries a call).
+    max_topk: int = Field(100, ge=1)
+    max_queries: int = Field(4096, ge=1)
+    # Longer queries are cut to this many characters, not refused; it bounds tokenisation and BM25
+    # scoring cost. A dense encoder cuts further to its own maximum length in tokens (256-512),
+    # which this many characters exceed unless a token averages over 32 characters.
+    max_query_chars: int = Field(16384, ge=1)
     # Request coalescing: concurrent requests are queued and answered in batches by one worker,
     # so the encoder and FAISS see large batches instead of one query at a time.
     coalesce: bool = True

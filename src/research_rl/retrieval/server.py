@@ -6,6 +6,8 @@ serving after it. See :mod:`research_rl.retrieval.protocol` for the request and 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from contextlib import asynccontextmanager
 from typing import Any
@@ -70,6 +72,8 @@ def create_app(retriever: IndexRetriever, config: ServerConfig | None = None) ->
         return _error(exc.status_code, message)
 
     async def run(queries: list[str], topk: int) -> list[list[Hit]]:
+        if not any(q.strip() for q in queries):  # nothing to search (no hits for empty queries)
+            return [[] for _ in queries]
         if coalescer is not None:
             return await coalescer.search(queries, topk)
         return await run_in_threadpool(retriever.search, queries, topk)
@@ -102,13 +106,23 @@ def create_app(retriever: IndexRetriever, config: ServerConfig | None = None) ->
         """FlashRAG shape, many queries: {"query": [...], ...} -> lists or [lists, scores]."""
         return await handle(request, "batch_search")
 
+    # The index's identity, fixed at start: the manifest (with the corpus checksum it records) and
+    # a digest of it, so a client or an evaluation card can tell it talks to the same index and
+    # corpus; nothing is re-hashed per call.
+    manifest = retriever.manifest.model_dump(mode="json")
+    manifest_sha256 = hashlib.sha256(
+        json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
     def health() -> dict[str, Any]:
-        m = retriever.manifest
         return {
             "status": "ok",
-            "kind": m.kind,
+            "kind": manifest["kind"],
             "num_docs": retriever.num_docs,
-            "encoder": m.encoder,
+            "encoder": manifest["encoder"],
+            "corpus_checksum": manifest["corpus_checksum"],
+            "manifest_sha256": manifest_sha256,
+            "manifest": manifest,
             "coalesce": config.coalesce,
             "batches": coalescer.batches if coalescer is not None else None,
         }
