@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from research_rl import __version__
 from research_rl.config import StrictModel
 from research_rl.retrieval.base import RetrieverError
+from research_rl.retrieval.index_quality import Quality
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -36,6 +37,16 @@ class Manifest(StrictModel):
     created_with: str
     created_at: str
     options: dict[str, Any] = {}
+    # An imported index reads its corpus and FAISS file where they are (no copy). Loading checks
+    # their size and modification time; `research index verify` re-hashes the corpus in full.
+    corpus_path: str | None = None
+    corpus_size: int | None = None
+    corpus_mtime_ns: int | None = None
+    faiss_path: str | None = None
+    faiss_size: int | None = None
+    faiss_mtime_ns: int | None = None
+    # Recall@k against exact search, memory and QPS, measured when the index was made.
+    quality: Quality | None = None
 
     @classmethod
     def new(cls, **fields: Any) -> Manifest:
@@ -85,6 +96,26 @@ class Manifest(StrictModel):
                 f"({self.corpus_source}); rebuild the index or use the matching corpus"
             )
 
+    def check_external_files(self, index_dir: Path) -> None:
+        """The imported corpus and FAISS file are still the ones recorded (size and mtime: a
+        full read of a 14 GB corpus at every start would cost minutes)."""
+        for what, path, size, mtime in (
+            ("corpus", self.corpus_path, self.corpus_size, self.corpus_mtime_ns),
+            ("FAISS file", self.faiss_path, self.faiss_size, self.faiss_mtime_ns),
+        ):
+            if path is None:
+                continue
+            p = Path(path)
+            if not p.is_file():
+                raise IndexLoadError(f"{p}: the {what} imported into {index_dir} is not found")
+            st = p.stat()
+            if (size, mtime) != (st.st_size, st.st_mtime_ns):
+                raise IndexLoadError(
+                    f"{p}: the {what} imported into {index_dir} changed since the import (size "
+                    f"{size} -> {st.st_size} bytes, mtime {_when(mtime)} -> {_when(st.st_mtime_ns)}"
+                    f"); run `research index verify {index_dir}` to re-hash it, or import again"
+                )
+
     def check_encoder(self, encoder: str | None, index_dir: Path) -> None:
         if encoder is None:
             return
@@ -99,3 +130,9 @@ class Manifest(StrictModel):
                 f"but {encoder!r} was requested; query embeddings from another encoder would "
                 "not be comparable, so rebuild the index with that encoder"
             )
+
+
+def _when(mtime_ns: int | None) -> str:
+    if mtime_ns is None:
+        return "unknown"
+    return datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc).isoformat(timespec="seconds")
