@@ -61,9 +61,7 @@ PassagePrefixOpt = Annotated[
     str | None,
     typer.Option(help="Prepended to passages (E5: 'passage: '). Default: the preset's."),
 ]
-Fp16Opt = Annotated[
-    bool, typer.Option(help="Half-precision encoder on a GPU (ignored on a CPU).")
-]
+Fp16Opt = Annotated[bool, typer.Option(help="Half-precision encoder on a GPU (ignored on a CPU).")]
 FactoryOpt = Annotated[
     str | None,
     typer.Option(help="A FAISS factory string, e.g. 'HNSW32', 'SQ8', 'IVF4096,PQ64'."),

@@ -75,13 +75,11 @@ def resolve_settings(
     if pooling is not None and pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
     name = preset.lower() if preset is not None else guess_preset(encoder)
-    base = preset_named(name) if name is not None else None
+    base = preset_named(name) if name is not None else EncoderPreset(None)  # type: ignore[arg-type]
     return EncoderSettings(
-        pooling=pooling or (base.pooling if base else None),  # type: ignore[arg-type]
-        query_prefix=query_prefix if query_prefix is not None else (base.query_prefix if base else ""),
-        passage_prefix=(
-            passage_prefix if passage_prefix is not None else (base.passage_prefix if base else "")
-        ),
-        normalize=base.normalize if base else True,
+        pooling=pooling or base.pooling,  # type: ignore[arg-type]
+        query_prefix=base.query_prefix if query_prefix is None else query_prefix,
+        passage_prefix=base.passage_prefix if passage_prefix is None else passage_prefix,
+        normalize=base.normalize,
         preset=name,
     )

@@ -7,6 +7,7 @@ vectors as floats.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -62,10 +63,8 @@ def stored_search_params(index) -> dict[str, int]:
     hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
     if hnsw is not None:
         params["efSearch"] = int(hnsw.efSearch)
-    try:
+    with contextlib.suppress(RuntimeError):  # not an IVF index
         params["nprobe"] = int(faiss.extract_index_ivf(index).nprobe)
-    except RuntimeError:
-        pass
     return params
 
 

@@ -17,13 +17,13 @@ import numpy as np
 
 from research_rl.retrieval.dense import (
     FAISS_FILE,
-    embedding_dimension,
-    choose_factory,
-    write_faiss,
     canonical_encoder,
+    choose_factory,
+    embedding_dimension,
     gpu_available,
     load_encoder,
     read_faiss,
+    write_faiss,
 )
 from research_rl.retrieval.encoder_presets import resolve_settings
 from research_rl.retrieval.index import finish_index_dir, start_index_dir

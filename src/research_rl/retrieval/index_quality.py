@@ -62,7 +62,10 @@ def exact_neighbours(
 
 
 def _without_self(rows: np.ndarray, own: np.ndarray, k: int) -> list[set[int]]:
-    return [set([int(i) for i in row if i != o and i >= 0][:k]) for row, o in zip(rows, own)]
+    return [
+        set([int(i) for i in row if i != o and i >= 0][:k])
+        for row, o in zip(rows, own, strict=True)
+    ]
 
 
 def measure_quality(
@@ -84,7 +87,7 @@ def measure_quality(
     )
     found = _without_self(approx, sample_ids, k)
     truth = _without_self(exact, sample_ids, k)
-    recall = float(np.mean([len(f & t) / len(t) for f, t in zip(found, truth) if t]))
+    recall = float(np.mean([len(f & t) / len(t) for f, t in zip(found, truth, strict=True) if t]))
     return Quality(
         recall_at_k=round(recall, 4),
         k=k,
