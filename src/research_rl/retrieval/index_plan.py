@@ -117,8 +117,10 @@ def candidates(n: int, d: int) -> list[IndexPlan]:
     plans = [estimate("Flat", n, d), estimate(f"HNSW{HNSW_M}", n, d), estimate("SQ8", n, d)]
     nlist, bits = ivf_lists(n), pq_bits(n)
     suffix = "" if bits == 8 else f"x{bits}"
-    # Sub-vectors of at least 2 dimensions, the longest codes first.
-    for pq_m in sorted((m for m in range(1, d // 2 + 1) if d % m == 0), reverse=True):
+    # Sub-vectors of 2 to 32 dimensions (beyond 32, one byte cannot describe one), longest
+    # codes first.
+    sizes = (m for m in range(max(1, d // 32), d // 2 + 1) if d % m == 0 and d // m <= 32)
+    for pq_m in sorted(sizes, reverse=True):
         plans.append(estimate(f"IVF{nlist},PQ{pq_m}{suffix}", n, d))
     return [p for p in plans if p is not None]
 
