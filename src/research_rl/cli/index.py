@@ -73,6 +73,13 @@ MaxRamOpt = Annotated[
         "estimate fits."
     ),
 ]
+FastOpt = Annotated[
+    bool,
+    typer.Option(
+        help="With --max-ram: only types that do not scan every vector per query (HNSW32, "
+        "HNSW32 over SQ8 codes, IVF-PQ)."
+    ),
+]
 QualitySampleOpt = Annotated[
     int,
     typer.Option(
@@ -128,6 +135,7 @@ def build(
     ] = FaissKind.flat,
     factory: FactoryOpt = None,
     max_ram: MaxRamOpt = None,
+    fast: FastOpt = False,
     preset: PresetOpt = None,
     pooling: PoolingOpt = None,
     query_prefix: QueryPrefixOpt = None,
@@ -150,6 +158,7 @@ def build(
             faiss=faiss.value,
             factory=factory,
             max_ram=_max_ram(max_ram),
+            fast=fast,
             preset=preset.value if preset else None,
             pooling=pooling.value if pooling else None,
             query_prefix=query_prefix,
@@ -192,6 +201,7 @@ def import_(
             help="Re-index the stored vectors into the most accurate type that fits (e.g. 16G)."
         ),
     ] = None,
+    fast: FastOpt = False,
     ef_search: Annotated[
         int | None, typer.Option(min=1, help="HNSW efSearch (default: the file's own).")
     ] = None,
@@ -219,6 +229,7 @@ def import_(
             fp16=fp16,
             factory=factory,
             max_ram=_max_ram(max_ram),
+            fast=fast,
             ef_search=ef_search,
             nprobe=nprobe,
             quality_sample=quality_sample,

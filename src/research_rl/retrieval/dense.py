@@ -122,7 +122,13 @@ class DenseBuild:
 
 
 def choose_factory(
-    faiss_kind: str, factory: str | None, max_ram: int | None, n: int, d: int, hnsw_m: int
+    faiss_kind: str,
+    factory: str | None,
+    max_ram: int | None,
+    n: int,
+    d: int,
+    hnsw_m: int,
+    fast: bool = False,
 ) -> tuple[str, dict[str, int], list[str]]:
     """The factory string, its search parameters and the reasons, from the build's options."""
     if factory is not None:
@@ -131,7 +137,7 @@ def choose_factory(
             return factory, {}, [f"{factory}: as given (no memory estimate for this type)"]
         return plan.factory, plan.search_params, [f"{plan.describe()} (as given)"]
     if max_ram is not None:
-        plan, why = plan_for_budget(n, d, max_ram)
+        plan, why = plan_for_budget(n, d, max_ram, fast)
         return plan.factory, plan.search_params, why
     if faiss_kind == "hnsw":
         return f"HNSW{hnsw_m}", {"efSearch": 128}, []
@@ -158,6 +164,7 @@ class DenseIndex:
         faiss_kind: str = "flat",
         factory: str | None = None,
         max_ram: int | None = None,
+        fast: bool = False,
         pooling: str | None = None,
         query_prefix: str = "",
         passage_prefix: str = "",
@@ -182,7 +189,9 @@ class DenseIndex:
             raise ValueError("give --factory or --max-ram, not both")
         model = load_encoder(encoder, pooling, fp16)
         dim = embedding_dimension(model)
-        chosen, params, notes = choose_factory(faiss_kind, factory, max_ram, num_docs, dim, hnsw_m)
+        chosen, params, notes = choose_factory(
+            faiss_kind, factory, max_ram, num_docs, dim, hnsw_m, fast
+        )
         make_index(chosen, dim)  # a bad factory string fails before the corpus is encoded
         if fp16 and not gpu_available():
             notes.append("--fp16 ignored: no GPU, the encoder runs in float32")

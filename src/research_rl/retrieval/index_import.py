@@ -68,6 +68,7 @@ def import_index(
     fp16: bool = False,
     factory: str | None = None,
     max_ram: int | None = None,
+    fast: bool = False,
     ef_search: int | None = None,
     nprobe: int | None = None,
     quality_sample: int = DEFAULT_SAMPLE,
@@ -121,7 +122,7 @@ def import_index(
         held_out = held_out_ids(n, quality_sample)
         external: dict[str, Any] = {}
         if factory is not None or max_ram is not None:
-            chosen, params, why = choose_factory("flat", factory, max_ram, n, dim, 32)
+            chosen, params, why = choose_factory("flat", factory, max_ram, n, dim, 32, fast)
             notes += why
             index = fit_index(
                 source,

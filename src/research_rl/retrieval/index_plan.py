@@ -1,8 +1,10 @@
 """Choosing a FAISS index for a memory budget, from the bytes each index type keeps per vector.
 
 The estimate of a served dense index is its FAISS structure, plus the passages' line offsets,
-plus a fixed allowance for the encoder and the process. Types are tried most accurate first
-(Flat, HNSW32, SQ8, IVF-PQ with the largest code that fits); ``benchmarks/index_memory.py``
+plus a fixed allowance for the encoder and the process. Types are tried most accurate first:
+Flat, HNSW32, SQ8, then IVF-PQ with the largest code that fits. HNSW32 is larger than Flat, so a
+budget alone never picks it; ``fast`` drops the types that scan every vector per query (Flat,
+SQ8) and tries HNSW32, HNSW32 over SQ8 codes, then IVF-PQ. ``benchmarks/index_memory.py``
 measures the same arithmetic against resident memory.
 """
 
@@ -97,6 +99,9 @@ def estimate(factory: str, n: int, d: int) -> IndexPlan | None:
         return IndexPlan(f, n, d, 4 * d)
     if m := re.fullmatch(r"HNSW(\d+)(?:,Flat)?", f):
         return IndexPlan(f, n, d, _hnsw_bytes(d, int(m.group(1))), search_params={"efSearch": 128})
+    if m := re.fullmatch(r"HNSW(\d+)_SQ8", f):
+        graph = _hnsw_bytes(d, int(m.group(1))) - 4 * d
+        return IndexPlan(f, n, d, d + graph, 2 * d * 4, search_params={"efSearch": 128})
     if f == "SQ8":
         return IndexPlan(f, n, d, d, fixed_bytes=2 * d * 4)
     if m := re.fullmatch(r"IVF(\d+),PQ(\d+)(?:x(\d+))?", f):
@@ -112,9 +117,13 @@ def estimate(factory: str, n: int, d: int) -> IndexPlan | None:
     return None
 
 
-def candidates(n: int, d: int) -> list[IndexPlan]:
-    """Index types for ``n`` vectors of dimension ``d``, most accurate first."""
-    plans = [estimate("Flat", n, d), estimate(f"HNSW{HNSW_M}", n, d), estimate("SQ8", n, d)]
+def candidates(n: int, d: int, fast: bool = False) -> list[IndexPlan]:
+    """Index types for ``n`` vectors of dimension ``d``, most accurate first; ``fast``: only those
+    that do not scan every vector per query."""
+    if fast:
+        plans = [estimate(f"HNSW{HNSW_M}", n, d), estimate(f"HNSW{HNSW_M}_SQ8", n, d)]
+    else:
+        plans = [estimate("Flat", n, d), estimate(f"HNSW{HNSW_M}", n, d), estimate("SQ8", n, d)]
     nlist, bits = ivf_lists(n), pq_bits(n)
     suffix = "" if bits == 8 else f"x{bits}"
     # Sub-vectors of 2 to 32 dimensions (beyond 32, one byte cannot describe one), longest
@@ -125,17 +134,19 @@ def candidates(n: int, d: int) -> list[IndexPlan]:
     return [p for p in plans if p is not None]
 
 
-def plan_for_budget(n: int, d: int, max_ram: int) -> tuple[IndexPlan, list[str]]:
+def plan_for_budget(
+    n: int, d: int, max_ram: int, fast: bool = False
+) -> tuple[IndexPlan, list[str]]:
     """The most accurate index type whose estimate fits ``max_ram``, and why (one line each)."""
     why = []
-    for plan in candidates(n, d):
+    for plan in candidates(n, d, fast):
         if plan.total_bytes <= max_ram:
             why.append(f"chose {plan.describe()}, within --max-ram {format_size(max_ram)}")
             return plan, why
         # Of the IVF-PQ code sizes, only the largest is worth a line.
         if not (plan.factory.startswith("IVF") and why and why[-1].startswith("IVF")):
             why.append(f"{plan.describe()} exceeds --max-ram {format_size(max_ram)}")
-    smallest = min(candidates(n, d), key=lambda p: p.total_bytes)
+    smallest = min(candidates(n, d, fast), key=lambda p: p.total_bytes)
     raise BudgetError(
         f"no index of {n:,} vectors of dimension {d} fits --max-ram {format_size(max_ram)}: the "
         f"smallest, {smallest.describe()}"
