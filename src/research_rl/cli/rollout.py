@@ -10,7 +10,6 @@ given on the command line win over it.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -135,6 +134,7 @@ def _run(cfg: RolloutCommandConfig, model_path: str, qs: list, out_path: Path) -
     from research_rl.metrics import batch_metrics
     from research_rl.retrieval import RetrieverConfig, make_retriever
     from research_rl.rollout import RolloutEngine
+    from research_rl.run_dir import write_jsonl_atomic
 
     template = cfg.rollout.load_template()  # a bad template fails before the model loads
     model_path = resolve_model(model_path)  # GGUF
@@ -159,8 +159,5 @@ def _run(cfg: RolloutCommandConfig, model_path: str, qs: list, out_path: Path) -
         )
     finally:
         retriever.close()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with out_path.open("w", encoding="utf-8") as f:
-        for t in trajectories:
-            f.write(json.dumps(t.to_json(), ensure_ascii=False) + "\n")
+    write_jsonl_atomic(out_path, (t.to_json() for t in trajectories))
     return batch_metrics(trajectories)

@@ -33,8 +33,9 @@ from research_rl.config import ConfigError
 from research_rl.evaluation.metrics import PLAIN_TEXT_METHODS
 from research_rl.questions import Question
 from research_rl.rollout import RolloutConfig
+from research_rl.run_dir import CARD, write_json_atomic
 
-CARD_FILE = "card.json"
+CARD_FILE = CARD
 CARD_VERSION = 1
 # Bump when research_rl.reward's answer normalisation, EM or F1, or cover-EM change meaning.
 METRIC_VERSION = "em-f1-cover_em/normalize_answer-v1"
@@ -373,10 +374,7 @@ def validation_card(
 
 def write_card(path: str | Path, card: Mapping[str, Any]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, card)
     return path
 
 

@@ -5,9 +5,7 @@ validation, then (on TRL's log event) write the step's line and check it is fini
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from research_rl.run_dir import METRICS, ROLLOUTS, TENSORBOARD, append_jsonl, write_jsonl_atomic
 from research_rl.training.memory import peak_rss_gb
 from research_rl.training.rollouts import NonFiniteError, RolloutFunction, gather_all
 from research_rl.trajectory import Trajectory
@@ -37,16 +36,6 @@ def summarize(trajectories: list[Trajectory]) -> dict[str, float]:
     from research_rl.metrics import batch_metrics
 
     return dict(batch_metrics(trajectories))
-
-
-def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class RunMonitor(TrainerCallback):
@@ -85,17 +74,17 @@ class RunMonitor(TrainerCallback):
         self._progress = None
         self._task = None
         self._console = None
-        self._metrics_file = None
+        self._metrics_path: Path | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        self._metrics_file = (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+        self._metrics_path = self.run_dir / METRICS
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+            self._writer = SummaryWriter(log_dir=str(self.run_dir / TENSORBOARD))
         if self.wandb_project:
             import wandb
 
@@ -150,9 +139,7 @@ class RunMonitor(TrainerCallback):
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
-        if self._metrics_file is not None:
-            self._metrics_file.close()
-            self._metrics_file = None
+        self._metrics_path = None
 
     # -- per step -----------------------------------------------------------------------------
     def on_step_begin(self, args, state, control, **kwargs):
@@ -206,9 +193,8 @@ class RunMonitor(TrainerCallback):
                 raise NonFiniteError(f"step {state.global_step}: {key} is {value}")
         if not state.is_world_process_zero:
             return
-        if self._metrics_file is not None:
-            self._metrics_file.write(json.dumps(record) + "\n")
-            self._metrics_file.flush()
+        if self._metrics_path is not None:
+            append_jsonl(self._metrics_path, [record])
         if self._writer is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)):
@@ -250,6 +236,4 @@ class RunMonitor(TrainerCallback):
             limit = self.rollouts_per_dump
         chosen = trajectories if limit is None else trajectories[:limit]  # whole groups first
         rows = [{**t.to_json(with_ids=False), "step": step} for t in chosen]
-        path = self.run_dir / "rollouts" / (name or f"step_{step}.jsonl")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_jsonl_atomic(path, rows)
+        write_jsonl_atomic(self.run_dir / ROLLOUTS / (name or f"step_{step}.jsonl"), rows)

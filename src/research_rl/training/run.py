@@ -7,7 +7,6 @@ Run directory (docs/contracts.md): ``config.yaml``, ``metrics.jsonl``, ``rollout
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -31,6 +30,7 @@ from research_rl.models import with_resolved_model
 from research_rl.questions import Question, QuestionFileError, read_questions
 from research_rl.retrieval import make_retriever
 from research_rl.retrieval.config import RetrieverConfig
+from research_rl.run_dir import CARD, CHECKPOINTS, METRICS, ROLLOUTS, iter_jsonl, write_jsonl_atomic
 from research_rl.training import checkpoints
 from research_rl.training.config import (
     TrainConfig,
@@ -74,20 +74,14 @@ _ROLLOUT_RE = re.compile(r"^step_(\d+)\.jsonl$")
 
 def _forget_after(run_dir: Path, step: int) -> None:
     """Drop what a killed run logged past the checkpoint it resumes from: those steps rerun."""
-    metrics = run_dir / "metrics.jsonl"
+    metrics = run_dir / METRICS
     if metrics.is_file():
-        kept = []
-        for line in metrics.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by the kill
-            if row.get("step", 0) <= step:
-                kept.append(row)
-        from research_rl.training.callbacks import write_jsonl_atomic
-
+        problems: list[str] = []  # lines cut by the kill
+        kept = [
+            row for _, row in iter_jsonl(metrics, problems=problems) if row.get("step", 0) <= step
+        ]
         write_jsonl_atomic(metrics, kept)
-    for folder in (run_dir / "rollouts", run_dir / "rollouts" / "val"):
+    for folder in (run_dir / ROLLOUTS, run_dir / ROLLOUTS / "val"):
         if folder.is_dir():
             for p in folder.iterdir():
                 m = _ROLLOUT_RE.match(p.name)
@@ -125,7 +119,7 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> Path | Non
                 file=sys.stderr,
             )
     else:
-        if (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").exists():
+        if (run_dir / METRICS).exists() or (run_dir / CHECKPOINTS).exists():
             raise ConfigError(
                 f"{run_dir}: already holds a run; pass --resume to continue it or choose another "
                 "--output-dir"
@@ -266,7 +260,7 @@ def build_trainer(
             from research_rl.evaluation.card import validation_card, write_card
 
             card = validation_card(cfg, val_qs, retrieval, replayed_from=cfg.run.replay)
-            write_card(run_dir / "rollouts" / "val" / "card.json", card)
+            write_card(run_dir / ROLLOUTS / "val" / CARD, card)
     return trainer, rollout_func, validator
 
 
