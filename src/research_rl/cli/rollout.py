@@ -75,7 +75,7 @@ def rollout(
     limit: Annotated[int | None, typer.Option(help="only the first N questions")] = None,
 ) -> None:
     """Roll out a model with search and write its trajectories (with rewards) as JSONL."""
-    from research_rl.config import load_config, validate_config
+    from research_rl.config import load_config, validate_config, with_overrides
     from research_rl.questions import read_questions
     from research_rl.rollout import PromptTooLongError
     from research_rl.templates import TemplateError
@@ -101,14 +101,7 @@ def rollout(
     if config is not None:
         cfg = load_config(config, RolloutCommandConfig, overrides)
     else:
-        data: dict = {}
-        for dotted, value in overrides.items():
-            node = data
-            *parents, leaf = dotted.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
-        cfg = validate_config(data, RolloutCommandConfig, "command line")
+        cfg = validate_config(with_overrides({}, overrides), RolloutCommandConfig, "command line")
     model_path = _required(cfg.model, "model")
     questions_path = _required(cfg.questions, "questions")
     out_path = Path(_required(cfg.out, "out"))
