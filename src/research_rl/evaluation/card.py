@@ -28,9 +28,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from research_rl import __version__
 from research_rl.config import ConfigError
 from research_rl.evaluation.metrics import PLAIN_TEXT_METHODS
+from research_rl.evaluation.presets import PRESETS
 from research_rl.questions import Question
 from research_rl.rollout import RolloutConfig
 from research_rl.run_dir import CARD, write_json_atomic
@@ -116,7 +119,6 @@ def _manifest(index_dir: Path) -> dict[str, Any]:
 
 def _health(url: str) -> dict[str, Any]:
     """What a `research serve` answers on /health (kind, num_docs, encoder, maybe a manifest)."""
-    import httpx
 
     base = url.rstrip("/").removesuffix("/retrieve")
     try:
@@ -291,7 +293,6 @@ def eval_card(
     replayed_from: str | None = None,
 ) -> dict[str, Any]:
     """The card of a ``research eval`` run (``cfg`` an :class:`EvalConfig`)."""
-    from research_rl.evaluation.presets import PRESETS
 
     kind = cfg.rollout.template
     texts = {

@@ -23,7 +23,7 @@ from research_rl.evaluation.runner import (
     seconds_per_question,
 )
 from research_rl.evaluation.stats import SIGNIFICANCE, PairedResult, paired_test
-from research_rl.evaluation.tables import question_scores
+from research_rl.evaluation.tables import metric_cell, question_scores
 from research_rl.run_dir import TIMINGS
 
 TESTED_METRICS = ("em", "judge")
@@ -149,7 +149,6 @@ def compare(
 
 
 def _cell(row: dict[str, Any] | None, metric: str) -> str:
-    from research_rl.evaluation.tables import metric_cell
 
     return "-" if row is None else metric_cell(row, metric)
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from research_rl.evaluation.config import JudgeSettings
 from research_rl.http_transport import HTTPCallError, RetryableReply, call_json
 from research_rl.run_dir import append_jsonl, iter_jsonl
@@ -122,7 +124,6 @@ class VerdictCache:
 
 class Judge:
     def __init__(self, settings: JudgeSettings, cache_path: str | Path, client: Any = None) -> None:
-        import httpx
 
         self.settings = settings
         self.endpoint = settings.url.rstrip("/") + "/chat/completions"

@@ -29,6 +29,7 @@ from typing import Any
 
 from research_rl.config import ConfigError
 from research_rl.corpus import Passage
+from research_rl.evaluation.card import differences
 from research_rl.retrieval.base import Hit, Retriever
 from research_rl.run_dir import RETRIEVAL, append_jsonl, iter_jsonl, write_json_atomic
 
@@ -77,8 +78,6 @@ class RetrievalStore:
             except ValueError as err:
                 raise StoreError(f"{meta}: not a retrieval store description ({err})") from None
             if retriever is not None and self.meta.get("retriever") != dict(retriever):
-                from research_rl.evaluation.card import differences
-
                 cards = [{"protocol": self.meta.get("retriever") or {}}, {"protocol": retriever}]
                 listed = "; ".join(str(d) for d in differences(cards)) or "unknown retriever"
                 raise StoreError(

@@ -64,6 +64,7 @@ from research_rl.evaluation.replay import (
 from research_rl.evaluation.tables import results_csv, results_markdown, table_row
 from research_rl.models import with_resolved_model
 from research_rl.questions import Question, QuestionFileError, read_questions
+from research_rl.retrieval import make_retriever
 from research_rl.run_dir import (
     PREDICTIONS,
     TIMINGS,
@@ -414,8 +415,6 @@ def open_evaluation(cfg: EvalConfig, progress: bool = True) -> Evaluation:
     """Load the tokenizer, the backend (transformers model or server client), the retriever and
     the judge that ``cfg`` names."""
     from transformers import AutoTokenizer
-
-    from research_rl.retrieval import make_retriever
 
     check_preset(cfg)  # before loading a model that would not be evaluated
     cfg = with_resolved_model(cfg)  # GGUF: import once

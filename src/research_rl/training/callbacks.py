@@ -11,8 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from transformers import TrainerCallback
 
+from research_rl.metrics import batch_metrics
 from research_rl.run_dir import METRICS, ROLLOUTS, TENSORBOARD, append_jsonl, write_jsonl_atomic
 from research_rl.training.memory import peak_rss_gb
 from research_rl.training.rollouts import NonFiniteError, RolloutFunction, gather_all
@@ -33,7 +42,6 @@ Validator = Callable[[], list[Trajectory]]  # greedy rollouts on the validation 
 
 
 def summarize(trajectories: list[Trajectory]) -> dict[str, float]:
-    from research_rl.metrics import batch_metrics
 
     return dict(batch_metrics(trajectories))
 
@@ -101,15 +109,6 @@ class RunMonitor(TrainerCallback):
                 resume="allow",
             )
         if self.show_progress:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
             self._console = Console()
             if self._console.is_terminal:
                 self._progress = Progress(
