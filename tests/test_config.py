@@ -47,3 +47,19 @@ def test_missing_file_and_bad_yaml(tmp_path):
     p.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(p, Outer)
+
+
+def test_dotted_overrides_make_sections_and_refuse_a_leaf_as_parent():
+    from research_rl.config import ConfigError, parse_set_options, with_overrides
+
+    data = with_overrides({"grpo": {"beta": 0.0}}, {"grpo.max_steps": 3, "run.output_dir": "x"})
+    assert data == {"grpo": {"beta": 0.0, "max_steps": 3}, "run": {"output_dir": "x"}}
+    with pytest.raises(ConfigError, match=r"'grpo.beta' is not a section"):
+        with_overrides(data, {"grpo.beta.x": 1})
+    assert parse_set_options(["grpo.max_steps=10", "a.b=[1, 2]", "c= true"]) == {
+        "grpo.max_steps": 10,
+        "a.b": [1, 2],
+        "c": True,
+    }
+    with pytest.raises(ConfigError, match=r"--set 'max_steps': expected KEY=VALUE"):
+        parse_set_options(["max_steps"])

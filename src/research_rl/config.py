@@ -6,6 +6,7 @@ Every model derives from :class:`StrictModel`, so an unknown or misspelt key is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,15 +62,37 @@ def load_config(path: str | Path, model: type[M], overrides: dict[str, Any] | No
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {err}") from None
-    if data is None:
-        data = {}
+    return validate_config(with_overrides(data or {}, overrides), model, str(path))
+
+
+def with_overrides(data: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``data`` with each dotted key of ``overrides`` (``grpo.max_steps``) set, sections made
+    where missing; the one place that reads dotted keys (CLI flags, ``--set``)."""
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
+        for i, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                where = ".".join(parents[: i + 1])
+                raise ConfigError(f"override {dotted!r}: {where!r} is not a section")
         node[leaf] = value
-    return validate_config(data, model, str(path))
+    return data
+
+
+def parse_set_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options as dotted overrides, each value read as YAML (``10``, ``true``,
+    ``[1, 2]``)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. grpo.max_steps=10")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({err})") from None
+    return out
 
 
 def dump_config(cfg: BaseModel, path: str | Path) -> None:

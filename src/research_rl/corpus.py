@@ -8,12 +8,11 @@ the line number and what is wrong.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from research_rl.jsonl import iter_jsonl
+from research_rl.run_dir import iter_jsonl, jsonl_lines
 
 
 class CorpusError(ValueError):
@@ -71,9 +70,7 @@ def read_corpus(path: str | Path) -> Iterator[Passage]:
 
 
 def write_corpus(passages, path: str | Path) -> None:
-    with Path(path).open("w", encoding="utf-8") as f:
-        for p in passages:
-            f.write(json.dumps(p.to_json(), ensure_ascii=False) + "\n")
+    Path(path).write_text(jsonl_lines(p.to_json() for p in passages), encoding="utf-8")
 
 
 def file_checksum(path: str | Path) -> str:

@@ -6,13 +6,12 @@ evaluation and the demo all read this format.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from research_rl.jsonl import iter_jsonl
+from research_rl.run_dir import iter_jsonl, jsonl_lines
 
 
 class QuestionFileError(ValueError):
@@ -71,6 +70,4 @@ def read_questions(path: str | Path, limit: int | None = None) -> list[Question]
 
 
 def write_questions(questions: Iterable[Question], path: str | Path) -> None:
-    with Path(path).open("w", encoding="utf-8") as f:
-        for q in questions:
-            f.write(json.dumps(q.to_json(), ensure_ascii=False) + "\n")
+    Path(path).write_text(jsonl_lines(q.to_json() for q in questions), encoding="utf-8")

@@ -113,6 +113,23 @@ def test_rag_retrieves_once_with_the_question(parts, tokenizer):
     assert all(t.num_searches == 0 for t in trajectories)
 
 
+def test_rag_workers_running_at_once_each_get_their_own_passages(parts, tokenizer):
+    """Server backends run questions in worker threads on one runner: one worker's passages must
+    never reach another's prompt."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg, retriever, questions = parts
+    runner = MethodRunner(
+        "rag", ScriptedBackend(tokenizer, default=[ANSWER_NOW]), tokenizer, retriever, cfg
+    )
+    alone = {q.id: runner.run([q])[0].prompt_text for q in questions}
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda q: runner.run([q])[0], questions * 4))
+    assert {t.prompt_text for t in together} == set(alone.values())
+    assert all(t.prompt_text == alone[t.question_id] for t in together)
+    assert len(set(alone.values())) == len(questions)
+
+
 @pytest.mark.parametrize("method", ["research", "direct", "rag"])
 def test_each_method_on_a_transformers_model(parts, tokenizer, world, method):
     from transformers import AutoModelForCausalLM

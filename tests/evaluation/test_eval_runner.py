@@ -132,7 +132,7 @@ def test_a_malformed_prediction_row_is_named(setup, tokenizer):
     (out / "predictions").mkdir(parents=True)
     path = out / "predictions" / "tiny__research.jsonl"
     path.write_text('{"id": "q1"}\nnot json\n{"id": "q2"}\n')
-    with pytest.raises(PredictionFileError, match=r"tiny__research.jsonl:2: not a prediction row"):
+    with pytest.raises(PredictionFileError, match=r"tiny__research.jsonl:2: invalid JSON"):
         evaluation(CountingBackend(tokenizer)).run()
 
 

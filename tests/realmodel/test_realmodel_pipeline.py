@@ -13,7 +13,7 @@ from realmodel_fakes import TINY
 from typer.testing import CliRunner
 
 from research_rl.cli import app
-from research_rl.jsonl import iter_jsonl
+from research_rl.run_dir import iter_jsonl
 
 ROLLOUT = {"template": "instruct", "profile": "research", "topk": 2, "max_passage_tokens": 48}
 

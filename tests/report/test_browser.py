@@ -39,7 +39,7 @@ def test_small_run_renders_filters_and_stays_offline(browser, tmp_path):
     problems = browser.evaluate("""Array.from(document.querySelectorAll('#problems li'))
         .map(li => li.textContent)""")
     assert len(problems) == 1
-    assert problems[0].startswith(f"{run_dir / 'metrics.jsonl'}:13: not valid JSON: ")
+    assert problems[0].startswith(f"{run_dir / 'metrics.jsonl'}:13: invalid JSON (")
 
     charts = browser.evaluate("""Array.from(document.querySelectorAll('#main-charts .chart'))
       .map(c => ({

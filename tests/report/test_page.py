@@ -186,7 +186,7 @@ def test_cli_writes_report_and_reports_problems(tmp_path):
     result = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(out), "--no-figures"])
     assert result.exit_code == 0, result.output
     assert out.is_file() and f"wrote {out} (2 steps, 10 trajectories)" in result.stdout
-    assert f"warning: skipped {run_dir / 'metrics.jsonl'}:3: not valid JSON" in result.stderr
+    assert f"warning: skipped {run_dir / 'metrics.jsonl'}:3: invalid JSON" in result.stderr
     assert not (run_dir / "figures").exists()
     into_dir = CliRunner().invoke(
         app, ["report", str(run_dir), "-o", str(out.parent), "--no-figures"]

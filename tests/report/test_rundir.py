@@ -61,10 +61,10 @@ def test_malformed_lines_are_reported_with_file_and_line_and_skipped(tmp_path):
     assert [r["question"] for r in run.groups[0].rows] == ["a", "b"]
     metrics, rollouts = tmp_path / "metrics.jsonl", tmp_path / "rollouts" / "step_1.jsonl"
     assert len(run.problems) == 4
-    assert run.problems[0].startswith(f"{metrics}:2: not valid JSON")
+    assert run.problems[0].startswith(f"{metrics}:2: invalid JSON")
     assert run.problems[1] == f"{metrics}:3: expected a JSON object, got list"
     assert run.problems[2].startswith(f"{metrics}:4: no integer 'step'")
-    assert run.problems[3].startswith(f"{rollouts}:2: not valid JSON")
+    assert run.problems[3].startswith(f"{rollouts}:2: invalid JSON")
 
 
 def test_a_step_logged_twice_is_merged_later_keys_winning(tmp_path):

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from research_rl.backends.base import GenerationBackend
+from research_rl.backends.openai import OpenAICompletionsBackend
 from research_rl.backends.settings import BackendSettings
+from research_rl.backends.vllm import VLLMBackend, VLLMServerBackend
 
 # (trainer, unwrapped policy) -> the backend that generates one rollout call
 BackendFactory = Callable[[Any, Any], GenerationBackend]
@@ -43,8 +45,6 @@ def open_backend(m: BackendSettings, tokenizer: Any) -> GenerationBackend:
     if m.backend == "hf":
         return hf_backend(load_hf_model(m.path, m.dtype, m.device), tokenizer, m.batch_size)
     if m.backend == "vllm":
-        from research_rl.backends.vllm import VLLMBackend
-
         return VLLMBackend.from_pretrained(
             m.path,
             dtype=m.dtype,
@@ -53,8 +53,6 @@ def open_backend(m: BackendSettings, tokenizer: Any) -> GenerationBackend:
         )
     assert m.url is not None  # BackendSettings checks it for server backends
     if m.backend == "vllm-server":
-        from research_rl.backends.vllm import VLLMServerBackend
-
         # VLLMServerBackend takes the server root; the config names the .../v1 base like openai.
         return VLLMServerBackend(
             m.url.rstrip("/").removesuffix("/v1"),
@@ -63,7 +61,6 @@ def open_backend(m: BackendSettings, tokenizer: Any) -> GenerationBackend:
             max_in_flight=m.max_in_flight,
             max_retries=m.max_retries,
         )
-    from research_rl.backends.openai import OpenAICompletionsBackend
 
     return OpenAICompletionsBackend(
         m.url,
@@ -83,10 +80,7 @@ def trainer_backend_factory(gen: Any, tokenizer: Any) -> BackendFactory:
     if gen.backend == "hf":
         return lambda trainer, model: hf_backend(model, tokenizer)
     if gen.vllm_mode == "server":
-        from research_rl.backends.vllm import VLLMServerBackend
-
         server = VLLMServerBackend(gen.vllm_server_url)
         return lambda trainer, model: server
-    from research_rl.backends.vllm import VLLMBackend
 
     return lambda trainer, model: VLLMBackend(trainer.vllm_generation.llm)

@@ -28,6 +28,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
+
 from research_rl.backends.base import GenerationOutput, GenerationRequest, SamplingParams
 from research_rl.http_transport import HTTPCallError, call_json
 
@@ -81,7 +83,6 @@ class OpenAICompletionsBackend:
         backoff_s: float = 1.0,
         client: Any = None,
     ) -> None:
-        import httpx
 
         self.base_url = url.rstrip("/")
         self.tokenizer = tokenizer

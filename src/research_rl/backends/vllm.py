@@ -24,12 +24,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import httpx
+
 from research_rl.backends.base import (
     FinishReason,
     GenerationOutput,
     GenerationRequest,
     SamplingParams,
 )
+from research_rl.http_transport import HTTPCallError, call_json
 
 INSTALL_HINT = (
     "vLLM is not installed: it is an optional GPU dependency; see docs/scaling.md "
@@ -210,7 +213,6 @@ class VLLMServerBackend:
         backoff_s: float = 1.0,
         client: Any = None,
     ) -> None:
-        import httpx
 
         self.base_url = base_url.rstrip("/")
         self.logprobs = logprobs
@@ -230,7 +232,6 @@ class VLLMServerBackend:
         return self._model
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-        from research_rl.http_transport import HTTPCallError, call_json
 
         url = f"{self.base_url}{path}"
         try:

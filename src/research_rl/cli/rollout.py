@@ -10,7 +10,6 @@ given on the command line win over it.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -76,7 +75,7 @@ def rollout(
     limit: Annotated[int | None, typer.Option(help="only the first N questions")] = None,
 ) -> None:
     """Roll out a model with search and write its trajectories (with rewards) as JSONL."""
-    from research_rl.config import load_config, validate_config
+    from research_rl.config import load_config, validate_config, with_overrides
     from research_rl.questions import read_questions
     from research_rl.rollout import PromptTooLongError
     from research_rl.templates import TemplateError
@@ -102,14 +101,7 @@ def rollout(
     if config is not None:
         cfg = load_config(config, RolloutCommandConfig, overrides)
     else:
-        data: dict = {}
-        for dotted, value in overrides.items():
-            node = data
-            *parents, leaf = dotted.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
-        cfg = validate_config(data, RolloutCommandConfig, "command line")
+        cfg = validate_config(with_overrides({}, overrides), RolloutCommandConfig, "command line")
     model_path = _required(cfg.model, "model")
     questions_path = _required(cfg.questions, "questions")
     out_path = Path(_required(cfg.out, "out"))
@@ -135,6 +127,7 @@ def _run(cfg: RolloutCommandConfig, model_path: str, qs: list, out_path: Path) -
     from research_rl.metrics import batch_metrics
     from research_rl.retrieval import RetrieverConfig, make_retriever
     from research_rl.rollout import RolloutEngine
+    from research_rl.run_dir import write_jsonl_atomic
 
     template = cfg.rollout.load_template()  # a bad template fails before the model loads
     model_path = resolve_model(model_path)  # GGUF
@@ -159,8 +152,5 @@ def _run(cfg: RolloutCommandConfig, model_path: str, qs: list, out_path: Path) -
         )
     finally:
         retriever.close()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with out_path.open("w", encoding="utf-8") as f:
-        for t in trajectories:
-            f.write(json.dumps(t.to_json(), ensure_ascii=False) + "\n")
+    write_jsonl_atomic(out_path, (t.to_json() for t in trajectories))
     return batch_metrics(trajectories)

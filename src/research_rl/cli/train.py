@@ -9,20 +9,7 @@ from typing import Annotated
 import typer
 
 from research_rl.cli.errors import user_errors
-
-
-def _parse_sets(pairs: list[str]) -> dict[str, object]:
-    import yaml
-
-    from research_rl.config import ConfigError
-
-    out: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. grpo.max_steps=10")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+from research_rl.config import parse_set_options
 
 
 @user_errors
@@ -58,7 +45,7 @@ def train(
     from research_rl.training.run import load_train_config
     from research_rl.training.run import train as run_training
 
-    overrides = _parse_sets(set_ or [])
+    overrides = parse_set_options(set_ or [])
     if replay is not None:
         overrides["run.replay"] = str(replay)
     cfg = load_train_config(config, overrides)

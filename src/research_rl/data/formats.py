@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from research_rl.data.encoding import detect_encoding
-from research_rl.jsonl import iter_jsonl
 from research_rl.questions import QuestionFileError
+from research_rl.run_dir import iter_jsonl
 
 
 class DatasetFormatError(QuestionFileError):
@@ -64,7 +64,7 @@ def _record(where: str, row: object) -> tuple[str, dict[str, Any]]:
 
 
 def _iter_jsonl(path: Path, encoding: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for where, row in iter_jsonl(path, DatasetFormatError, encoding):
+    for where, row in iter_jsonl(path, DatasetFormatError, encoding=encoding):
         yield _record(where, row)
 
 

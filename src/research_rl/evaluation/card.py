@@ -28,13 +28,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from research_rl import __version__
 from research_rl.config import ConfigError
 from research_rl.evaluation.metrics import PLAIN_TEXT_METHODS
+from research_rl.evaluation.presets import PRESETS
 from research_rl.questions import Question
 from research_rl.rollout import RolloutConfig
+from research_rl.run_dir import CARD, write_json_atomic
 
-CARD_FILE = "card.json"
+CARD_FILE = CARD
 CARD_VERSION = 1
 # Bump when research_rl.reward's answer normalisation, EM or F1, or cover-EM change meaning.
 METRIC_VERSION = "em-f1-cover_em/normalize_answer-v1"
@@ -115,7 +119,6 @@ def _manifest(index_dir: Path) -> dict[str, Any]:
 
 def _health(url: str) -> dict[str, Any]:
     """What a `research serve` answers on /health (kind, num_docs, encoder, maybe a manifest)."""
-    import httpx
 
     base = url.rstrip("/").removesuffix("/retrieve")
     try:
@@ -290,7 +293,6 @@ def eval_card(
     replayed_from: str | None = None,
 ) -> dict[str, Any]:
     """The card of a ``research eval`` run (``cfg`` an :class:`EvalConfig`)."""
-    from research_rl.evaluation.presets import PRESETS
 
     kind = cfg.rollout.template
     texts = {
@@ -373,10 +375,7 @@ def validation_card(
 
 def write_card(path: str | Path, card: Mapping[str, Any]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, card)
     return path
 
 

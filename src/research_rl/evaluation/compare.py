@@ -17,14 +17,14 @@ from typing import Any
 from research_rl.config import ConfigError
 from research_rl.evaluation.card import Difference, read_card, require_same_protocol
 from research_rl.evaluation.runner import (
-    TIMINGS_FILE,
     prediction_file,
     read_predictions,
     read_timings,
     seconds_per_question,
 )
 from research_rl.evaluation.stats import SIGNIFICANCE, PairedResult, paired_test
-from research_rl.evaluation.tables import question_scores
+from research_rl.evaluation.tables import metric_cell, question_scores
+from research_rl.run_dir import TIMINGS
 
 TESTED_METRICS = ("em", "judge")
 _LABEL = {"em": "EM", "judge": "judge"}
@@ -70,7 +70,7 @@ def load_run(path: str | Path, name: str) -> EvalRun:
         rows = json.loads(results.read_text(encoding="utf-8"))["results"]
     except (ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"{results}: not an evaluation results file ({err})") from None
-    seconds = seconds_per_question(read_timings(p / TIMINGS_FILE))
+    seconds = seconds_per_question(read_timings(p / TIMINGS))
     return EvalRun(p, name, read_card(p), rows, seconds)
 
 
@@ -149,7 +149,6 @@ def compare(
 
 
 def _cell(row: dict[str, Any] | None, metric: str) -> str:
-    from research_rl.evaluation.tables import metric_cell
 
     return "-" if row is None else metric_cell(row, metric)
 

@@ -25,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from research_rl.evaluation.config import JudgeSettings
 from research_rl.http_transport import HTTPCallError, RetryableReply, call_json
+from research_rl.run_dir import append_jsonl, iter_jsonl
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -101,13 +104,10 @@ class VerdictCache:
         self._lock = threading.Lock()
         self._entries: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
-            with self.path.open(encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        row = json.loads(line)
-                        self._entries[row["key"]] = row
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue  # a line cut short by an interrupted run: ask again
+            # A line an interrupted run cut short is skipped: that prompt is asked again.
+            for _, row in iter_jsonl(self.path, problems=[], repair_cut_tail=True):
+                if isinstance(row, dict) and "key" in row:
+                    self._entries[row["key"]] = row
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self._entries.get(key)
@@ -116,9 +116,7 @@ class VerdictCache:
         row = {"key": key, "correct": correct, "reply": reply}
         with self._lock:
             self._entries[key] = row
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            append_jsonl(self.path, [row])
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -126,7 +124,6 @@ class VerdictCache:
 
 class Judge:
     def __init__(self, settings: JudgeSettings, cache_path: str | Path, client: Any = None) -> None:
-        import httpx
 
         self.settings = settings
         self.endpoint = settings.url.rstrip("/") + "/chat/completions"

@@ -51,13 +51,14 @@ class LockedRetriever:
 
 
 class RagTemplate:
-    """A prompt with ``{passages}`` and ``{question}`` slots; the passages of each question are
-    set before the engine renders it (the engine only passes the question text)."""
+    """A prompt with ``{passages}`` and ``{question}`` slots, made for one batch of questions with
+    their passages (the engine renders by question text). Each batch has its own, so concurrent
+    workers share nothing."""
 
-    def __init__(self, kind: str, text: str) -> None:
+    def __init__(self, kind: str, text: str, passages: dict[str, str]) -> None:
         self.kind = kind
         self.text = text
-        self.passages: dict[str, str] = {}
+        self.passages = passages
 
     def render(self, question: str, tokenizer: Any = None) -> str:
         filled = self.text.replace("{passages}", self.passages[question.strip()])
@@ -105,30 +106,29 @@ class MethodRunner:
         elif method == "rag":
             if retriever is None:
                 raise ValueError("the rag method needs a retriever")
-            text = cfg.prompts.rag_base if kind == "base" else cfg.prompts.rag_instruct
-            self.rag_template = RagTemplate(kind, text)
-            self.engine = RolloutEngine(
-                backend,
-                tokenizer,
-                NoSearch(),
-                no_search,
-                self.rag_template,  # type: ignore[arg-type]
-            )
+            self.rag_text = cfg.prompts.rag_base if kind == "base" else cfg.prompts.rag_instruct
+            self.engine = RolloutEngine(backend, tokenizer, NoSearch(), no_search)
         else:
             raise ValueError(f"unknown method {method!r}")
 
     def run(self, questions: Sequence[Question]) -> list[Trajectory]:
         passages: list[str] = []
+        engine = self.engine
         if self.method == "rag":
             assert self.retriever is not None
             hits = _search_once(self.retriever, questions, self.cfg.rollout.topk)
             cut = self.cfg.rollout.effective().max_passage_tokens
             passages = [format_passages(h, self.tokenizer, cut) for h in hits]
-            # update, not replace: concurrent workers each run their own questions (keyed by text).
-            self.rag_template.passages.update(
-                {q.question.strip(): p for q, p in zip(questions, passages, strict=True)}
+            by_text = {q.question.strip(): p for q, p in zip(questions, passages, strict=True)}
+            template = RagTemplate(self.cfg.rollout.template, self.rag_text, by_text)
+            engine = RolloutEngine(
+                engine.backend,
+                self.tokenizer,
+                engine.retriever,
+                engine.config,
+                template,  # type: ignore[arg-type]
             )
-        trajectories = self.engine.run(questions, n=1, sampling=self.sampling)
+        trajectories = engine.run(questions, n=1, sampling=self.sampling)
         for i, t in enumerate(trajectories):
             t.metadata["method"] = self.method
             if passages:

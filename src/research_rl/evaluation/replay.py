@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,9 +29,11 @@ from typing import Any
 
 from research_rl.config import ConfigError
 from research_rl.corpus import Passage
+from research_rl.evaluation.card import differences
 from research_rl.retrieval.base import Hit, Retriever
+from research_rl.run_dir import RETRIEVAL, append_jsonl, iter_jsonl, write_json_atomic
 
-STORE_DIR = "retrieval"  # inside a run directory
+STORE_DIR = RETRIEVAL  # inside a run directory
 STORE_FORMAT = 1
 _STORE_FILE, _QUERIES, _PASSAGES = "store.json", "queries.jsonl", "passages.jsonl"
 
@@ -77,8 +78,6 @@ class RetrievalStore:
             except ValueError as err:
                 raise StoreError(f"{meta}: not a retrieval store description ({err})") from None
             if retriever is not None and self.meta.get("retriever") != dict(retriever):
-                from research_rl.evaluation.card import differences
-
                 cards = [{"protocol": self.meta.get("retriever") or {}}, {"protocol": retriever}]
                 listed = "; ".join(str(d) for d in differences(cards)) or "unknown retriever"
                 raise StoreError(
@@ -95,9 +94,7 @@ class RetrievalStore:
             self.meta = {"format": STORE_FORMAT, "retriever": dict(retriever)}
             self.path.mkdir(parents=True, exist_ok=True)
             # Ranks open one store at once: a rank must never read another's half-written file.
-            staged = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
-            staged.write_text(json.dumps(self.meta, indent=2) + "\n", encoding="utf-8")
-            os.replace(staged, meta)
+            write_json_atomic(meta, self.meta)
 
     @property
     def retriever(self) -> dict[str, Any]:
@@ -132,8 +129,8 @@ class RetrievalStore:
                     self.passages[sha] = h.passage.contents
                     new.append({"sha256": sha, "contents": h.passage.contents})
             # Passages first: a store cut short by a kill never holds a search without them.
-            _append(self.path / _PASSAGES, new)
-            _append(
+            append_jsonl(self.path / _PASSAGES, new)
+            append_jsonl(
                 self.path / _QUERIES, [{"key": key, "query": query, "topk": topk, "hits": entry}]
             )
 
@@ -155,39 +152,11 @@ class RetrievalStore:
             ) from None
 
 
-def _rows(path: Path) -> Iterator[tuple[str, object]]:
-    """The store file's rows; a last line cut short by a kill is dropped from the file (it is
-    recorded again when that search comes again), a malformed line elsewhere is an error."""
-    if not path.is_file():
-        return
-    text = path.read_text(encoding="utf-8")
-    lines = text.splitlines(keepends=True)
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            if lineno == len(lines) and not line.endswith("\n"):
-                path.write_text(text[: len(text) - len(line)], encoding="utf-8")
-                return
-            raise StoreError(f"{path}:{lineno}: invalid JSON") from None
-        yield f"{path}:{lineno}", row
-
-
-def _append(path: Path, rows: list[dict[str, Any]]) -> None:
-    """One ``write`` in append mode: the ranks of a distributed run record into one store, and
-    their lines never interleave (each rank only re-adds what another already wrote)."""
-    if not rows:
-        return
-    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        view = memoryview(data)
-        while view:  # a regular file takes it in one call; the loop covers a short write
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
+def _rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """A store file's rows (none before its first search); a last line a kill cut short is
+    dropped from the file and recorded again when that search comes again."""
+    if path.is_file():
+        yield from iter_jsonl(path, StoreError, repair_cut_tail=True)
 
 
 class RecordingRetriever:

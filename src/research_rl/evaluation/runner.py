@@ -21,8 +21,6 @@ wait on the server and no question waits for another's turn.
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -66,15 +64,23 @@ from research_rl.evaluation.replay import (
 from research_rl.evaluation.tables import results_csv, results_markdown, table_row
 from research_rl.models import with_resolved_model
 from research_rl.questions import Question, QuestionFileError, read_questions
+from research_rl.retrieval import make_retriever
+from research_rl.run_dir import (
+    PREDICTIONS,
+    TIMINGS,
+    append_jsonl,
+    iter_jsonl,
+    read_json,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 from research_rl.trajectory import Trajectory
-
-TIMINGS_FILE = "timings.json"
 
 
 def prediction_file(run_dir: Path, dataset: str, method: str, seed: int = 0) -> Path:
     """Where a run keeps the predictions of a dataset, method and seed (``__seed<k>``, k > 0)."""
     suffix = f"__seed{seed}" if seed else ""
-    return Path(run_dir) / "predictions" / f"{dataset}__{method}{suffix}.jsonl"
+    return Path(run_dir) / PREDICTIONS / f"{dataset}__{method}{suffix}.jsonl"
 
 
 class PredictionFileError(QuestionFileError):
@@ -113,36 +119,11 @@ def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return rows
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            qid = row["id"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            if lineno == len(lines) and not line.endswith("\n"):
-                path.write_text("".join(lines[:-1]), encoding="utf-8")
-                break
-            raise PredictionFileError(f"{path}:{lineno}: not a prediction row") from None
-        rows[str(qid)] = row
+    for where, row in iter_jsonl(path, PredictionFileError, repair_cut_tail=True):
+        if not isinstance(row, dict) or "id" not in row:
+            raise PredictionFileError(f"{where}: not a prediction row")
+        rows[str(row["id"])] = row
     return rows
-
-
-def _append(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _rewrite(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
 
 
 def _chunks(items: Sequence[Question], size: int) -> Iterator[Sequence[Question]]:
@@ -184,14 +165,14 @@ class Evaluation:
 
     def run(self) -> list[dict[str, Any]]:
         check_preset(self.cfg)
-        (self.out / "predictions").mkdir(parents=True, exist_ok=True)
+        (self.out / PREDICTIONS).mkdir(parents=True, exist_ok=True)
         dump_config(self.cfg, self.out / "config.yaml")
         questions = {
             d.name: read_questions(d.path, limit=self.cfg.limit) for d in self.cfg.datasets
         }
         self._open_retrieval()
         self._write_card(questions)
-        self.timings = read_timings(self.out / TIMINGS_FILE)
+        self.timings = read_timings(self.out / TIMINGS)
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -293,7 +274,9 @@ class Evaluation:
         else:
             for chunk in _chunks(todo, self.cfg.effective_chunk_size):
                 trajectories = runner.run(chunk)
-                _append(path, [prediction_row(t, dataset, method) for t in trajectories])
+                append_jsonl(
+                    path, [prediction_row(t, dataset, method) for t in trajectories], sync=True
+                )
                 bar.advance(task, len(chunk))
         self._time(path.stem, time.perf_counter() - start, len(todo))
 
@@ -315,7 +298,7 @@ class Evaluation:
             [trajectory] = runner.run([question])
             row = prediction_row(trajectory, dataset, method)
             with lock:
-                _append(path, [row])
+                append_jsonl(path, [row], sync=True)
                 advance(1)
 
         pool = ThreadPoolExecutor(max_workers=self.cfg.model.max_in_flight)
@@ -352,7 +335,7 @@ class Evaluation:
         for row, verdict in zip(todo, verdicts, strict=True):
             row["judge"] = verdict.to_json()
         if todo:
-            _rewrite(path, list(rows.values()))
+            write_jsonl_atomic(path, list(rows.values()))
             self._time(path.stem, time.perf_counter() - start, len(todo), "judge")
 
     # -- tables --------------------------------------------------------------------------------
@@ -361,7 +344,7 @@ class Evaluation:
         entry = self.timings.setdefault(kind, {}).setdefault(key, {"seconds": 0.0, "questions": 0})
         entry["seconds"] += seconds
         entry["questions"] += questions
-        (self.out / TIMINGS_FILE).write_text(json.dumps(self.timings, indent=2), encoding="utf-8")
+        write_json_atomic(self.out / TIMINGS, self.timings)
 
     def _table(self, questions: dict[str, list[Question]]) -> list[dict[str, Any]]:
         table = []
@@ -378,9 +361,7 @@ class Evaluation:
     def _write_tables(self, table: list[dict[str, Any]]) -> None:
         # Only what a replay reproduces: no paths, no times (config.yaml and card.json hold the
         # rest), so two runs of one protocol can be compared byte for byte.
-        (self.out / "results.json").write_text(
-            json.dumps({"results": table}, indent=2), encoding="utf-8"
-        )
+        write_json_atomic(self.out / "results.json", {"results": table})
         conf = self.cfg.stats.confidence
         (self.out / "results.md").write_text(
             results_markdown(table, confidence=conf), encoding="utf-8"
@@ -398,7 +379,7 @@ def _model_identity(card: dict[str, Any]) -> dict[str, Any]:
 def read_timings(path: Path) -> dict[str, dict[str, Any]]:
     """A ``timings.json`` ({} when missing or unreadable: wall time is informative only)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -427,15 +408,13 @@ def _in_question_order(path: Path, questions: Sequence[Question]) -> None:
     ordered = [rows[q.id] for q in questions if q.id in rows]
     ordered += [r for qid, r in rows.items() if qid not in wanted]
     if list(rows) != [r["id"] for r in ordered]:
-        _rewrite(path, ordered)
+        write_jsonl_atomic(path, ordered)
 
 
 def open_evaluation(cfg: EvalConfig, progress: bool = True) -> Evaluation:
     """Load the tokenizer, the backend (transformers model or server client), the retriever and
     the judge that ``cfg`` names."""
     from transformers import AutoTokenizer
-
-    from research_rl.retrieval import make_retriever
 
     check_preset(cfg)  # before loading a model that would not be evaluated
     cfg = with_resolved_model(cfg)  # GGUF: import once

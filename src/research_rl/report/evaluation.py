@@ -12,8 +12,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from research_rl.evaluation.card import require_same_protocol
+from research_rl.evaluation.runner import seconds_per_question
+from research_rl.evaluation.tables import metric_cell
 from research_rl.report.curves import Chart, Series
 from research_rl.report.rundir import RunData
+from research_rl.report.table import Table
 
 # (row key, column title); metric columns show the value and its interval in %.
 METRIC_COLUMNS = (
@@ -35,7 +39,7 @@ NUMBER_COLUMNS = (  # after them: failures and cost per question
 
 @dataclass
 class EvalSection:
-    tables: list[Any] = field(default_factory=list)  # payload.Table
+    tables: list[Any] = field(default_factory=list)  # Table
     charts: list[Chart] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     cards: list[dict[str, str]] = field(default_factory=list)  # {"title", "text"}
@@ -59,7 +63,6 @@ def _run_name(rel: str) -> str:
 
 
 def _seconds(timings: Any) -> dict[tuple[str, str], float | None]:
-    from research_rl.evaluation.runner import seconds_per_question
 
     return seconds_per_question(timings) if isinstance(timings, dict) else {}
 
@@ -67,9 +70,6 @@ def _seconds(timings: Any) -> dict[tuple[str, str], float | None]:
 def evaluation_section(run: RunData, allow_different: bool = False) -> EvalSection:
     """Tables, charts, notes and cards of every evaluator results.json in ``run``; a
     results.json of another shape is left to the caller (tabled as it is)."""
-    from research_rl.evaluation.card import require_same_protocol
-    from research_rl.evaluation.tables import metric_cell
-    from research_rl.report.payload import Table
 
     runs = {
         rel: rows for rel, obj in run.eval_results.items() if (rows := eval_rows(obj)) is not None

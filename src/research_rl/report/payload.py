@@ -18,17 +18,11 @@ from research_rl.report.curves import Chart, Series, charts
 from research_rl.report.evaluation import eval_rows, evaluation_section
 from research_rl.report.rundir import RunData
 from research_rl.report.segments import inserted, segments
+from research_rl.report.table import Table
 
 MAX_PROBLEMS = 200  # listed on the page; the count is always complete
 SEGMENT_CODES = {"think": "t", "search": "s", "result": "r", "answer": "a", "other": "o"}
 MODEL_RESULT_CODE = "w"  # a <result> the model wrote itself: not inserted, not masked
-
-
-@dataclass
-class Table:
-    title: str
-    columns: list[str]
-    rows: list[list[Any]]
 
 
 def _scalar(value: Any) -> bool:

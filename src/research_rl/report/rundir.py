@@ -16,6 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from research_rl.run_dir import (
+    CARD,
+    CHECKPOINTS,
+    METRICS,
+    PREDICTIONS,
+    ROLLOUTS,
+    TENSORBOARD,
+    iter_jsonl,
+    read_json,
+)
+
 _STEP_FILE = re.compile(r"^step_(\d+)\.jsonl$")
 
 
@@ -61,36 +72,18 @@ class RunData:
         return not (self.metrics or self.groups or self.eval_results or self.summaries)
 
 
-def iter_jsonl(path: Path, problems: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each JSON object line; bad lines go to ``problems``."""
+def iter_objects(path: Path, problems: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each JSON object line; bad lines and an unreadable file go to
+    ``problems``: a report shows what it can."""
     try:
-        handle = path.open(encoding="utf-8", errors="replace")
-    except OSError as err:
-        problems.append(f"{path}: cannot read: {err.strerror or err}")
-        return
-    with handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                problems.append(f"{path}:{lineno}: not valid JSON: {err.msg} (column {err.colno})")
-                continue
+        for where, obj in iter_jsonl(path, problems=problems):
+            lineno = int(where.rsplit(":", 1)[1])
             if not isinstance(obj, dict):
-                problems.append(
-                    f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}"
-                )
+                problems.append(f"{where}: expected a JSON object, got {type(obj).__name__}")
                 continue
             yield lineno, obj
-
-
-def _read_json(path: Path, problems: list[str]) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except (OSError, json.JSONDecodeError) as err:
-        problems.append(f"{path}: cannot read JSON: {err}")
-        return None
+    except OSError as err:
+        problems.append(f"{path}: cannot read: {err.strerror or err}")
 
 
 def _as_step(value: Any) -> int | None:
@@ -107,7 +100,7 @@ def read_metrics(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     """Per-step metric dicts sorted by step. A step logged twice (a resumed run) is merged, the
     later line winning key by key, so a validation line and a training line for one step combine."""
     by_step: dict[int, dict[str, Any]] = {}
-    for lineno, obj in iter_jsonl(path, problems):
+    for lineno, obj in iter_objects(path, problems):
         step = _as_step(obj.get("step"))
         if step is None:
             problems.append(f"{path}:{lineno}: no integer 'step' (got {obj.get('step')!r})")
@@ -187,10 +180,10 @@ def normalise_row(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_rollouts(path: Path, problems: list[str]) -> list[dict[str, Any]]:
-    return [normalise_row(obj) for _, obj in iter_jsonl(path, problems)]
+    return [normalise_row(obj) for _, obj in iter_objects(path, problems)]
 
 
-_KNOWN_JSONL = frozenset({"metrics.jsonl", "judge_cache.jsonl"})
+_KNOWN_JSONL = frozenset({METRICS, "judge_cache.jsonl"})
 
 
 def _holds_trajectories(path: Path) -> bool:
@@ -240,7 +233,7 @@ def _candidate_dirs(root: Path) -> list[Path]:
         *[
             d
             for d in subdirs
-            if d.name not in ("rollouts", "predictions", "checkpoints", "tensorboard", "figures")
+            if d.name not in (ROLLOUTS, PREDICTIONS, CHECKPOINTS, TENSORBOARD, "figures")
         ],
     ]
 
@@ -258,7 +251,7 @@ def read_run(path: str | Path) -> RunData:
     for d in _candidate_dirs(root):
         prefix = _rel(d, root)
         tag = f"{prefix}: " if prefix else ""
-        metrics_file = d / "metrics.jsonl"
+        metrics_file = d / METRICS
         if metrics_file.is_file():
             if plotted is None:  # the top-most training log is the one plotted
                 plotted = metrics_file
@@ -270,8 +263,8 @@ def read_run(path: str | Path) -> RunData:
                 )
         # Training rollouts, then the validation rollouts the trainer keeps under rollouts/val/.
         for folder, kind, name in (
-            (d / "rollouts", "step", "step"),
-            (d / "rollouts" / "val", "val", "validation step"),
+            (d / ROLLOUTS, "step", "step"),
+            (d / ROLLOUTS / "val", "val", "validation step"),
         ):
             for step, f in _step_files(folder):
                 rows = read_rollouts(f, run.problems)
@@ -324,19 +317,19 @@ def read_run(path: str | Path) -> RunData:
         for name, target in (("results.json", run.eval_results), ("summary.json", run.summaries)):
             f = d / name
             if f.is_file():
-                data = _read_json(f, run.problems)
+                data = read_json(f, run.problems)
                 if data is not None:
                     target[_rel(f, root)] = data
-        val_card = d / "rollouts" / "val" / "card.json"
+        val_card = d / ROLLOUTS / "val" / CARD
         if val_card.is_file():
-            card = _read_json(val_card, run.problems)
+            card = read_json(val_card, run.problems)
             if card is not None:
                 run.val_cards[_rel(val_card, root)] = card
         if _rel(d / "results.json", root) in run.eval_results:
             rel = _rel(d / "results.json", root)
             for name, target in (("card.json", run.eval_cards), ("timings.json", run.eval_timings)):
                 f = d / name
-                target[rel] = _read_json(f, run.problems) if f.is_file() else None
+                target[rel] = read_json(f, run.problems) if f.is_file() else None
     if run.is_empty:
         raise RunDirError(
             f"{root}: nothing to report: expected metrics.jsonl, rollouts/step_N.jsonl, "

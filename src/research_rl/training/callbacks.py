@@ -5,16 +5,24 @@ validation, then (on TRL's log event) write the step's line and check it is fini
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from transformers import TrainerCallback
 
+from research_rl.metrics import batch_metrics
+from research_rl.run_dir import METRICS, ROLLOUTS, TENSORBOARD, append_jsonl, write_jsonl_atomic
 from research_rl.training.memory import peak_rss_gb
 from research_rl.training.rollouts import NonFiniteError, RolloutFunction, gather_all
 from research_rl.trajectory import Trajectory
@@ -34,19 +42,8 @@ Validator = Callable[[], list[Trajectory]]  # greedy rollouts on the validation 
 
 
 def summarize(trajectories: list[Trajectory]) -> dict[str, float]:
-    from research_rl.metrics import batch_metrics
 
     return dict(batch_metrics(trajectories))
-
-
-def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class RunMonitor(TrainerCallback):
@@ -85,17 +82,17 @@ class RunMonitor(TrainerCallback):
         self._progress = None
         self._task = None
         self._console = None
-        self._metrics_file = None
+        self._metrics_path: Path | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        self._metrics_file = (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+        self._metrics_path = self.run_dir / METRICS
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+            self._writer = SummaryWriter(log_dir=str(self.run_dir / TENSORBOARD))
         if self.wandb_project:
             import wandb
 
@@ -112,15 +109,6 @@ class RunMonitor(TrainerCallback):
                 resume="allow",
             )
         if self.show_progress:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
             self._console = Console()
             if self._console.is_terminal:
                 self._progress = Progress(
@@ -150,9 +138,7 @@ class RunMonitor(TrainerCallback):
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
-        if self._metrics_file is not None:
-            self._metrics_file.close()
-            self._metrics_file = None
+        self._metrics_path = None
 
     # -- per step -----------------------------------------------------------------------------
     def on_step_begin(self, args, state, control, **kwargs):
@@ -206,9 +192,8 @@ class RunMonitor(TrainerCallback):
                 raise NonFiniteError(f"step {state.global_step}: {key} is {value}")
         if not state.is_world_process_zero:
             return
-        if self._metrics_file is not None:
-            self._metrics_file.write(json.dumps(record) + "\n")
-            self._metrics_file.flush()
+        if self._metrics_path is not None:
+            append_jsonl(self._metrics_path, [record])
         if self._writer is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)):
@@ -250,6 +235,4 @@ class RunMonitor(TrainerCallback):
             limit = self.rollouts_per_dump
         chosen = trajectories if limit is None else trajectories[:limit]  # whole groups first
         rows = [{**t.to_json(with_ids=False), "step": step} for t in chosen]
-        path = self.run_dir / "rollouts" / (name or f"step_{step}.jsonl")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_jsonl_atomic(path, rows)
+        write_jsonl_atomic(self.run_dir / ROLLOUTS / (name or f"step_{step}.jsonl"), rows)

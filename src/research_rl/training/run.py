@@ -7,7 +7,6 @@ Run directory (docs/contracts.md): ``config.yaml``, ``metrics.jsonl``, ``rollout
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -17,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from research_rl.backends.base import SamplingParams
 from research_rl.backends.factory import BackendFactory, trainer_backend_factory
-from research_rl.config import ConfigError, dump_config, load_config
-from research_rl.evaluation.card import retrieval_section
+from research_rl.config import ConfigError, dump_config, load_config, validate_config
+from research_rl.evaluation.card import retrieval_section, validation_card, write_card
 from research_rl.evaluation.replay import (
     STORE_DIR,
     RecordingRetriever,
@@ -31,6 +33,8 @@ from research_rl.models import with_resolved_model
 from research_rl.questions import Question, QuestionFileError, read_questions
 from research_rl.retrieval import make_retriever
 from research_rl.retrieval.config import RetrieverConfig
+from research_rl.rollout import RolloutEngine
+from research_rl.run_dir import CARD, CHECKPOINTS, METRICS, ROLLOUTS, iter_jsonl, write_jsonl_atomic
 from research_rl.training import checkpoints
 from research_rl.training.config import (
     TrainConfig,
@@ -39,7 +43,12 @@ from research_rl.training.config import (
     resolve_relative_paths,
 )
 from research_rl.training.memory import fit_memory
-from research_rl.training.rollouts import RolloutFunction, TrainingStopped
+from research_rl.training.rollouts import (
+    RolloutFunction,
+    TrainingStopped,
+    generation_model,
+    research_reward,
+)
 
 TESTED_TRL = "1.16.0"  # pinned in pyproject.toml; TRL's rollout_func hook is experimental
 
@@ -74,20 +83,14 @@ _ROLLOUT_RE = re.compile(r"^step_(\d+)\.jsonl$")
 
 def _forget_after(run_dir: Path, step: int) -> None:
     """Drop what a killed run logged past the checkpoint it resumes from: those steps rerun."""
-    metrics = run_dir / "metrics.jsonl"
+    metrics = run_dir / METRICS
     if metrics.is_file():
-        kept = []
-        for line in metrics.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by the kill
-            if row.get("step", 0) <= step:
-                kept.append(row)
-        from research_rl.training.callbacks import write_jsonl_atomic
-
+        problems: list[str] = []  # lines cut by the kill
+        kept = [
+            row for _, row in iter_jsonl(metrics, problems=problems) if row.get("step", 0) <= step
+        ]
         write_jsonl_atomic(metrics, kept)
-    for folder in (run_dir / "rollouts", run_dir / "rollouts" / "val"):
+    for folder in (run_dir / ROLLOUTS, run_dir / ROLLOUTS / "val"):
         if folder.is_dir():
             for p in folder.iterdir():
                 m = _ROLLOUT_RE.match(p.name)
@@ -97,7 +100,6 @@ def _forget_after(run_dir: Path, step: int) -> None:
 
 def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> Path | None:
     """Create or reopen the run directory; return the checkpoint to resume from, if any."""
-    from research_rl.config import validate_config
 
     resume_from = None
     if resume:
@@ -110,8 +112,6 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> Path | Non
         _forget_after(run_dir, step)
         saved = run_dir / "config.yaml"
         if saved.is_file():
-            import yaml
-
             old = validate_config(yaml.safe_load(saved.read_text()), TrainConfig, str(saved))
             changed = _diff(old.model_dump(mode="json"), cfg.model_dump(mode="json"))
             if changed:
@@ -125,7 +125,7 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> Path | Non
                 file=sys.stderr,
             )
     else:
-        if (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").exists():
+        if (run_dir / METRICS).exists() or (run_dir / CHECKPOINTS).exists():
             raise ConfigError(
                 f"{run_dir}: already holds a run; pass --resume to continue it or choose another "
                 "--output-dir"
@@ -206,8 +206,6 @@ def build_trainer(
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from research_rl.rollout import RolloutEngine
-    from research_rl.training.rollouts import research_reward
     from research_rl.training.trainer import ResearchGRPOTrainer
 
     run_dir = Path(run_dir)
@@ -263,17 +261,13 @@ def build_trainer(
         val_qs = _read_unique_questions(cfg.data.validation, cfg.data.max_validation_questions)
         validator = _make_validator(trainer, engine, factory, val_qs, cfg)
         if trainer.accelerator.is_main_process:  # what produced the val/ figures, beside them
-            from research_rl.evaluation.card import validation_card, write_card
-
             card = validation_card(cfg, val_qs, retrieval, replayed_from=cfg.run.replay)
-            write_card(run_dir / "rollouts" / "val" / "card.json", card)
+            write_card(run_dir / ROLLOUTS / "val" / CARD, card)
     return trainer, rollout_func, validator
 
 
 def _make_validator(trainer, engine, factory, questions: list[Question], cfg: TrainConfig):
     """Greedy rollouts (one per question) on this rank's share of the validation questions."""
-    from research_rl.backends.base import SamplingParams
-    from research_rl.training.rollouts import generation_model
 
     def validate():
         state = trainer.accelerator

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from research_rl.questions import Question, read_questions
+from research_rl.rollout import PromptTooLongError, RolloutEngine
 from research_rl.scale.verl.agent_loop import AGENT_NAME, load_settings
 
 
@@ -44,8 +45,6 @@ def verl_row(q: Question, index: int, split: str, data_source: str) -> dict[str,
 def prompt_filter(tokenizer_name: str, settings_path: str):
     """A predicate keeping questions whose rendered prompt fits ``rollout.max_prompt_tokens``."""
     from transformers import AutoTokenizer
-
-    from research_rl.rollout import PromptTooLongError, RolloutEngine
 
     settings = load_settings(settings_path)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
