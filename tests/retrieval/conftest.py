@@ -113,6 +113,13 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session")
+def torch_one_thread():
+    """``one_torch_thread`` for session fixtures of test modules (importing ``conftest`` by name
+    finds whichever folder's conftest was loaded last)."""
+    return one_torch_thread
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread() -> Iterator[None]:
     with one_torch_thread():

@@ -78,17 +78,15 @@ VARIANTS = {
 
 
 @pytest.fixture(scope="session")
-def peer_files(peer_corpus, tmp_path_factory):
+def peer_files(peer_corpus, tmp_path_factory, torch_one_thread):
     """Per variant: a FAISS file written as the peers write one."""
     import faiss
-
-    from conftest import one_torch_thread
 
     _, contents = peer_corpus
     out = tmp_path_factory.mktemp("peer-index")
     cache: dict[tuple[str, str], np.ndarray] = {}
     files = {}
-    with one_torch_thread():
+    with torch_one_thread():
         for name, (ftype, pooling, _, pp) in VARIANTS.items():
             if (pooling, pp) not in cache:
                 cache[(pooling, pp)] = peer_embed([pp + c for c in contents], pooling)
