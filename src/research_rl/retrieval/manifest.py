@@ -17,6 +17,7 @@ from research_rl import __version__
 from research_rl.config import StrictModel
 from research_rl.retrieval.base import RetrieverError
 from research_rl.retrieval.index_quality import Quality
+from research_rl.run_dir import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -57,9 +58,8 @@ class Manifest(StrictModel):
         )
 
     def write(self, index_dir: Path) -> None:
-        (index_dir / MANIFEST_NAME).write_text(
-            json.dumps(self.model_dump(), indent=2) + "\n", encoding="utf-8"
-        )
+        # Staged and renamed: `research index verify` rewrites it beside a live server.
+        write_json_atomic(index_dir / MANIFEST_NAME, self.model_dump())
 
     @classmethod
     def read(cls, index_dir: Path) -> Manifest:
