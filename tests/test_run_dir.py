@@ -44,6 +44,15 @@ def test_a_last_line_cut_by_a_kill_is_removed_and_appending_goes_on(tmp_path: Pa
     assert [row for _, row in iter_jsonl(path)] == [{"a": 1}, {"a": "é"}, {"a": 4}]
 
 
+def test_a_character_cut_in_half_by_a_kill_is_removed_whole(tmp_path: Path):
+    path = tmp_path / "rows.jsonl"
+    append_jsonl(path, [{"a": 1}])
+    with path.open("ab") as f:
+        f.write('{"a": "é'.encode()[:-1])  # the kill lands inside the two bytes of "é"
+    assert [row for _, row in iter_jsonl(path, repair_cut_tail=True)] == [{"a": 1}]
+    assert path.read_bytes() == b'{"a": 1}\n'
+
+
 def test_a_bad_line_before_the_last_is_still_an_error_when_repairing(tmp_path: Path):
     path = tmp_path / "rows.jsonl"
     path.write_text('{oops\n{"a": 2}')

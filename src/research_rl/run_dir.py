@@ -50,18 +50,16 @@ def iter_jsonl(
     that resumes rewrites it.
     """
     path = Path(path)
+    if repair_cut_tail:
+        _drop_cut_tail(path, encoding)
     with path.open(encoding=encoding, errors="replace" if problems is not None else "strict") as f:
-        lines = f.readlines() if repair_cut_tail else f
-        for lineno, line in enumerate(lines, start=1):
+        for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                if repair_cut_tail and lineno == len(lines) and not line.endswith("\n"):
-                    _truncate(path, len(line.encode(encoding)))
-                    return
                 message = f"{where}: invalid JSON ({err.msg})"
                 if problems is None:
                     raise error(message) from None
@@ -70,9 +68,18 @@ def iter_jsonl(
             yield where, row
 
 
-def _truncate(path: Path, tail_bytes: int) -> None:
-    with path.open("r+b") as f:
-        f.truncate(path.stat().st_size - tail_bytes)
+def _drop_cut_tail(path: Path, encoding: str) -> None:
+    """Remove a last line that has no newline and does not parse: what a kill left mid-write
+    (measured in bytes, so a character cut in half is removed whole)."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return
+    start = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[start:].decode(encoding))
+    except ValueError:  # invalid JSON or a cut multi-byte character
+        with path.open("r+b") as f:
+            f.truncate(start)
 
 
 def jsonl_lines(rows: Iterable[Any]) -> str:
