@@ -41,8 +41,8 @@ from transformers import (
 
 from research_rl.backends.base import GenerationOutput, GenerationRequest, SamplingParams
 from research_rl.backends.hf import HFBackend
+from research_rl.bpe import train_tokenizer
 from research_rl.corpus import Passage, write_corpus
-from research_rl.demo.tokenizer import train_tokenizer
 from research_rl.metrics import batch_metrics
 from research_rl.questions import Question
 from research_rl.retrieval.index import build_index, load_index

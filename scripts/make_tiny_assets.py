@@ -18,8 +18,8 @@ import random
 import shutil
 from pathlib import Path
 
+from research_rl.bpe import EOS, train_tokenizer
 from research_rl.corpus import Passage, write_corpus
-from research_rl.demo.tokenizer import EOS, train_tokenizer
 from research_rl.questions import Question, write_questions
 
 SYLLABLES = ["ka", "lo", "mi", "ra", "te", "su", "no", "vi", "da", "ze", "pu", "ri", "bo", "el"]

@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast
 
+from research_rl.bpe import train_tokenizer
 from research_rl.corpus import Passage
-from research_rl.demo.tokenizer import train_tokenizer
 from research_rl.retrieval.base import Hit, RetrieverError
 
 CHAT_TEMPLATE = (

@@ -1,14 +1,16 @@
-"""The demo tokenizer and policy load back as any Hugging Face model directory."""
+"""The BPE tokenizer and the demo policy load back as any Hugging Face model directory."""
 
 from __future__ import annotations
 
 import pytest
 
+from research_rl.bpe import PROTOCOL_TOKENS, train_tokenizer
 from research_rl.demo.policy import PolicyConfig, create_policy, save_policy
-from research_rl.demo.tokenizer import PROTOCOL_TOKENS, train_tokenizer
 from research_rl.demo.world import WorldConfig, generate_world
 
-WORLD = generate_world(WorldConfig(seed=1, countries=3, cities=8, people=30, films=30))
+SIZES = dict(countries=3, cities=8, people=30, films=30, heldout_fraction=0.2, test_per_hops=5)
+WORLD = generate_world(WorldConfig(**SIZES, distractors=1), seed=1)
+SMALL_POLICY = PolicyConfig(hidden_size=32, num_hidden_layers=1)
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +41,7 @@ def test_protocol_tags_and_world_names_are_single_tokens(tokenizer):
 def test_saved_policy_loads_with_auto_classes(tmp_path, tokenizer):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = create_policy(
-        PolicyConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-        ),
-        tokenizer,
-    )
+    model = create_policy(SMALL_POLICY, tokenizer)
     save_policy(model, tokenizer, tmp_path)
     tok = AutoTokenizer.from_pretrained(str(tmp_path))
     loaded = AutoModelForCausalLM.from_pretrained(str(tmp_path))
@@ -75,16 +68,7 @@ def test_tokenizer_loaded_beside_the_policy_encodes_like_the_trained_one(tmp_pat
     # The texts themselves are in the training data, so merges across Qwen2's split points
     # (" 1", "'s", "2024") would exist if the trainer's split allowed them.
     tokenizer = train_tokenizer(texts * 20, vocab_size=2000)
-    model = create_policy(
-        PolicyConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-        ),
-        tokenizer,
-    )
+    model = create_policy(SMALL_POLICY, tokenizer)
     save_policy(model, tokenizer, tmp_path)
     loaded = AutoTokenizer.from_pretrained(str(tmp_path))
     for text in texts:

@@ -40,7 +40,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
         Qwen2ForCausalLM,
     )
 
-    from research_rl.demo.tokenizer import EOS, train_tokenizer
+    from research_rl.bpe import EOS, train_tokenizer
     from research_rl.retrieval.index import build_index
 
     root = tmp_path_factory.mktemp("world")

@@ -193,7 +193,7 @@ _TOKENIZER_TEXT = [
 
 def make_tokenizer():
     """A small byte-level BPE tokenizer (any text round-trips), built offline."""
-    from research_rl.demo.tokenizer import train_tokenizer
+    from research_rl.bpe import train_tokenizer
 
     return train_tokenizer(_TOKENIZER_TEXT * 20, 400, min_frequency=0, added_tokens=())
 

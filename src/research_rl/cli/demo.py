@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from research_rl.cli.errors import user_errors
+from research_rl.config import parse_set_options
 
 STYLES = {
     "think": "dim",
@@ -33,16 +34,20 @@ def demo(
     steps: Annotated[int | None, typer.Option(help="GRPO steps (default: the config's).")] = None,
     config: Annotated[
         Path | None,
-        typer.Option(
-            "--config", "-c", help="Demo config YAML (default: configs/demo.yaml's values)."
-        ),
+        typer.Option("--config", "-c", help="Demo config YAML (default: configs/demo.yaml)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key: --set world.people=100 (repeatable)."),
     ] = None,
 ) -> None:
-    """Learn to search on a synthetic world on a laptop CPU: world, index, tiny policy, format
-    training, held-out evaluation, GRPO, evaluation again, plots and a before/after table."""
+    """Learn to search on a synthetic world on a laptop CPU: world, index, tiny policy,
+    pre-training, held-out evaluation, GRPO, evaluation again, plots and a before/after table."""
     from research_rl.demo.run import load_demo_config, run_demo
 
-    overrides = {} if steps is None else {"grpo.max_steps": steps}
+    overrides = parse_set_options(set_ or [])
+    if steps is not None:
+        overrides["grpo.max_steps"] = steps
     cfg = load_demo_config(config, overrides).seeded(seed)
     out = output_dir or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     run_demo(cfg, out)

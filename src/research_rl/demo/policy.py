@@ -9,21 +9,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from research_rl.config import StrictModel
+
+HEAD_SIZE = 32
+# Weights drawn with this standard deviation: transformers' 0.02 suits widths near 1,000; at
+# width 128 it leaves the embeddings of rare tokens (the world's names) too small to copy.
+INITIALIZER_RANGE = 0.15
 
 
 class PolicyConfig(StrictModel):
-    hidden_size: int = 128
-    intermediate_size: int = 512
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 4
-    max_position_embeddings: int = 1024
-    # Weights are drawn with this standard deviation. Transformers' 0.02 suits widths near 1,000;
-    # at width 128 it leaves the embeddings of rare tokens (the world's names, each seen a few
-    # times) too small to copy: on a copy-a-random-word probe (a name among two other words), 0.15
-    # learnt to copy names within 600 steps where 0.02-0.06 had barely started.
-    initializer_range: float = 0.15
+    """``configs/demo.yaml``: ``policy:``. Heads of 32 dimensions, an MLP four times as wide."""
+
+    hidden_size: int = Field(ge=HEAD_SIZE, multiple_of=HEAD_SIZE)
+    num_hidden_layers: int = Field(ge=1)
 
 
 def create_policy(cfg: PolicyConfig, tokenizer, seed: int = 0):
@@ -31,16 +31,17 @@ def create_policy(cfg: PolicyConfig, tokenizer, seed: int = 0):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    heads = cfg.hidden_size // HEAD_SIZE
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
-        intermediate_size=cfg.intermediate_size,
+        intermediate_size=4 * cfg.hidden_size,
         num_hidden_layers=cfg.num_hidden_layers,
-        num_attention_heads=cfg.num_attention_heads,
-        num_key_value_heads=cfg.num_key_value_heads,
-        max_position_embeddings=cfg.max_position_embeddings,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=1024,
         tie_word_embeddings=True,
-        initializer_range=cfg.initializer_range,
+        initializer_range=INITIALIZER_RANGE,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -6,13 +6,10 @@ means anything to a tokenizer or a retriever except through the corpus. Relation
 the outgoing relations of its own entity, so a two-hop question needs two searches: the passage of
 the question's subject names an intermediate entity whose own passage holds the answer.
 
-With ``distractors`` (a count per passage type) each passage also names one or two entities of
-the answer's type that answer nothing ("Ulaga lives in Kemora. Ulaga works in Pesa.", "Dorimu
-stars Ulaga. Dorimu features Tovi.", "Kemora lies near the border of Bastia. Kemora trades with
-Lumo."), so a passage offers several candidate names and the policy must read the relation to pick
-one. Without them the one name a passage adds is the answer, and a policy that boxes the last new
-name it read scores well before any reinforcement; with two, a blind pick at each of a two-hop
-question's hops is right about one time in nine.
+Each passage also names ``distractors`` (0-2) other entities of its answer's type through relations
+no question asks about ("Ulaga lives in Kemora.", "Dorimu stars Ulaga.", "Kemora trades with
+Lumo."): a passage offers several candidate names, and the policy must read the relation to pick
+the one that answers or the one to search next.
 
 Questions (the answer is another entity's name, never in the question):
 
@@ -32,40 +29,22 @@ the policy cannot have learnt their facts from the reward and must retrieve them
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from research_rl.config import StrictModel
 from research_rl.corpus import Passage, write_corpus
 from research_rl.questions import Question, write_questions
+from research_rl.run_dir import write_json_atomic
 
 ONE_HOP_KINDS = ("born_in", "directed_by", "located_in")
 TWO_HOP_KINDS = ("director_born", "born_country")
 
-_ONSETS = (
-    "b",
-    "d",
-    "f",
-    "g",
-    "k",
-    "l",
-    "m",
-    "n",
-    "p",
-    "r",
-    "s",
-    "t",
-    "v",
-    "z",
-    "br",
-    "dr",
-    "kl",
-    "tr",
+_ONSETS = tuple(
+    ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kl", "tr"]
 )
 _VOWELS = ("a", "e", "i", "o", "u")
 _CODAS = ("", "", "", "n", "r", "l", "s")
@@ -73,37 +52,16 @@ _OCCUPATIONS = ("painter", "writer", "singer", "dancer", "actor", "poet", "archi
 _GENRES = ("drama", "comedy", "thriller", "western", "musical", "documentary")
 
 
-class Distractors(StrictModel):
-    """Distractors per passage, by the type of entity the passage is about (0-2 each)."""
-
-    person: int = Field(1, ge=0, le=2)  # cities a person lives in, works in
-    film: int = Field(1, ge=0, le=2)  # people a film stars, features
-    city: int = Field(1, ge=0, le=2)  # countries a city lies near the border of, trades with
-
-
 class WorldConfig(StrictModel):
-    seed: int = 0
-    countries: int = Field(8, ge=1)
-    cities: int = Field(30, ge=1)
-    # 300 of each: with 150, half the people were the answer of no training question, and GRPO
-    # learnt a prior over the rewarded names instead of copying the director from the passage.
-    people: int = Field(300, ge=1)
-    films: int = Field(300, ge=1)
-    heldout_fraction: float = Field(0.2, gt=0, lt=1)  # of each subject type
-    test_per_hops: int = Field(50, ge=1)  # held-out questions of each hop count
-    # How many other entities of its answer's type each passage also names, through relations no
-    # question asks about (a person lives in / works in a city, a film stars / features a person, a
-    # city lies near the border of / trades with a country): which retrieved name answers, and which
-    # one to search next, is then a matter of reading the relation, as in real passages, not of
-    # picking the one new name. One number for every passage type, or one per type.
-    distractors: Distractors = Field(default_factory=Distractors)
+    """The world's sizes (``configs/demo.yaml``: ``world:``); the seed is the demo's."""
 
-    @field_validator("distractors", mode="before")
-    @classmethod
-    def _one_count_for_all(cls, value: Any) -> Any:
-        if isinstance(value, int):  # a bool too: the old on/off switch, one distractor or none
-            return dict.fromkeys(Distractors.model_fields, int(value))
-        return value
+    countries: int = Field(ge=1)
+    cities: int = Field(ge=1)
+    people: int = Field(ge=1)
+    films: int = Field(ge=1)
+    heldout_fraction: float = Field(gt=0, lt=1)  # of each subject type
+    test_per_hops: int = Field(ge=1)  # held-out questions of each hop count
+    distractors: int = Field(ge=0, le=2)  # other names of the answer's type in each passage
 
 
 @dataclass
@@ -115,11 +73,10 @@ class World:
     film_director: dict[str, str]
     film_genre: dict[str, str]
     heldout: set[str] = field(default_factory=set)  # subjects only test questions name
-    # The distractor relations (``WorldConfig.distractors``), stated after the asked one.
+    # The distractor relations, stated after the asked one, then the second ones.
     person_home: dict[str, str] = field(default_factory=dict)
     film_star: dict[str, str] = field(default_factory=dict)
     city_border: dict[str, str] = field(default_factory=dict)
-    # The second distractor of each passage (``distractors: 2``), stated last.
     person_work: dict[str, str] = field(default_factory=dict)
     film_feature: dict[str, str] = field(default_factory=dict)
     city_trade: dict[str, str] = field(default_factory=dict)
@@ -202,9 +159,9 @@ def _names(rng: random.Random, n: int, taken: set[str]) -> list[str]:
     return out
 
 
-def generate_world(cfg: WorldConfig) -> World:
-    """The same ``cfg`` (seed included) always gives the same world."""
-    rng = random.Random(cfg.seed)
+def generate_world(cfg: WorldConfig, seed: int = 0) -> World:
+    """The same ``cfg`` and ``seed`` always give the same world."""
+    rng = random.Random(seed)
     taken: set[str] = set()
     countries = _names(rng, cfg.countries, taken)
     cities = _names(rng, cfg.cities, taken)
@@ -221,23 +178,18 @@ def generate_world(cfg: WorldConfig) -> World:
     for group in (cities, people, films):
         k = max(1, round(len(group) * cfg.heldout_fraction))
         world.heldout.update(rng.sample(group, k))
-    d = cfg.distractors
-    # A stream of its own: the rest of the world is the same with or without distractors. The
-    # first distractors are drawn before the second ones, so a world with one per passage is the
-    # same as it was before there could be two.
-    drng = random.Random(f"{cfg.seed}-distractors")
-    if d.person:
-        world.person_home = _others(drng, [world.person_city], cities)
-    if d.film:
-        world.film_star = _others(drng, [world.film_director], people)
-    if d.city:
-        world.city_border = _others(drng, [world.city_country], countries)
-    if d.person >= 2:
-        world.person_work = _others(drng, [world.person_city, world.person_home], cities)
-    if d.film >= 2:
-        world.film_feature = _others(drng, [world.film_director, world.film_star], people)
-    if d.city >= 2:
-        world.city_trade = _others(drng, [world.city_country, world.city_border], countries)
+    # Distractors draw from a stream of their own, first ones before second ones: a world's
+    # facts and questions do not depend on how many distractors its passages carry.
+    drng = random.Random(f"{seed}-distractors")
+    relations = (
+        ("person_home", "person_work", world.person_city, cities),
+        ("film_star", "film_feature", world.film_director, people),
+        ("city_border", "city_trade", world.city_country, countries),
+    )
+    for rank in range(cfg.distractors):
+        for first, second, asked, pool in relations:
+            named = [asked] if rank == 0 else [asked, getattr(world, first)]
+            setattr(world, second if rank else first, _others(drng, named, pool))
     return world
 
 
@@ -253,10 +205,12 @@ def _others(rng: random.Random, named: list[dict[str, str]], pool: list[str]) ->
     return out
 
 
-def split_questions(world: World, cfg: WorldConfig) -> tuple[list[Question], list[Question]]:
+def split_questions(
+    world: World, cfg: WorldConfig, seed: int = 0
+) -> tuple[list[Question], list[Question]]:
     """(train, test): test asks only about held-out subjects, balanced between one and two hops;
     train never names a held-out subject."""
-    rng = random.Random(cfg.seed + 1)
+    rng = random.Random(seed + 1)
     train: list[Question] = []
     heldout_one: list[Question] = []
     heldout_two: list[Question] = []
@@ -285,16 +239,16 @@ class WorldFiles:
     test: Path
 
 
-def write_world(cfg: WorldConfig, out_dir: str | Path) -> WorldFiles:
+def write_world(cfg: WorldConfig, out_dir: str | Path, seed: int = 0) -> WorldFiles:
     """Generate the world and write ``corpus.jsonl``, ``train.jsonl``, ``test.jsonl`` and
     ``world.json`` (the generator settings) under ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    world = generate_world(cfg)
-    train, test = split_questions(world, cfg)
+    world = generate_world(cfg, seed)
+    train, test = split_questions(world, cfg, seed)
     files = WorldFiles(out / "corpus.jsonl", out / "train.jsonl", out / "test.jsonl")
     write_corpus(world.passages(), files.corpus)
     write_questions(train, files.train)
     write_questions(test, files.test)
-    (out / "world.json").write_text(json.dumps(cfg.model_dump(), indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out / "world.json", {"seed": seed, **cfg.model_dump()})
     return files

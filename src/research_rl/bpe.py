@@ -1,24 +1,18 @@
-"""A byte-level BPE tokenizer trained on the world's text, saved in the standard Hugging Face
-format.
+"""The project's one byte-level BPE recipe, for models made from scratch: the demo's policy, the
+test fixtures, the tiny assets and the benchmarks train their tokenizers here.
 
-Byte-level, and split into pre-tokens exactly as transformers' ``Qwen2Tokenizer`` splits them
-(NFC, then Qwen2's regex): next to a Qwen2 ``config.json``, ``AutoTokenizer`` loads the saved files
-as a ``Qwen2Tokenizer``, which replaces the normaliser and pre-tokeniser with its own. Trained with
-any other split, the tokenizer a stage has in memory and the one every later stage loads from disk
-would encode the same text differently (the demo's format training and its GRPO once did, on
-every result block: "Doc 1" was two tokens to one and three to the other).
-
-Byte-level, so any text round-trips exactly (a user's question with unseen words included); the
-vocabulary is large enough that the world's names are mostly whole tokens, which keeps sequences
-short and makes "copy this name" one decision for the policy. The protocol tags are added as
-ordinary (non-special) tokens: atomic, but kept when text is decoded with
-``skip_special_tokens=True`` (TRL decodes completions that way).
+Pre-tokens are split exactly as transformers' ``Qwen2Tokenizer`` splits them (NFC, then Qwen2's
+regex): beside a Qwen2 ``config.json``, ``AutoTokenizer`` loads the saved files as a
+``Qwen2Tokenizer``, which replaces the normaliser and pre-tokeniser with its own, and any other
+split would make the tokenizer in memory and the one loaded from disk encode the same text
+differently. Byte-level, so any text round-trips exactly. The protocol tags are added as ordinary
+(non-special) tokens: atomic, but kept when text is decoded with ``skip_special_tokens=True`` (TRL
+decodes completions that way).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -46,8 +40,7 @@ def train_tokenizer(
 ):
     """Train on ``texts`` and return a ``PreTrainedTokenizerFast`` with eos and pad set.
 
-    The one byte-level BPE recipe of the project: the demo, the test fixtures, the tiny assets and
-    the benchmark all build theirs here. ``pad_token=EOS`` pads with EOS (one special token only);
+    ``pad_token=EOS`` pads with EOS (one special token only);
     ``added_tokens`` are added as ordinary tokens (``()`` for none).
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -76,7 +69,3 @@ def train_tokenizer(
     if chat_template is not None:
         fast.chat_template = chat_template
     return fast
-
-
-def save_tokenizer(tokenizer, out_dir: str | Path) -> None:
-    tokenizer.save_pretrained(str(out_dir))

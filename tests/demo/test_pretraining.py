@@ -1,5 +1,6 @@
-"""Format transcripts teach the protocol only: queries and answers are random spans, drawn without
-looking at the golden answer."""
+"""Pre-training teaches copying and the protocol only: queries and answers are names drawn at
+random from what was read, never from the golden answer; the weighted LM step is one padded
+batch's loss."""
 
 from __future__ import annotations
 
@@ -9,24 +10,29 @@ import random
 import pytest
 
 from research_rl import tags
-from research_rl.demo.format_training import (
-    FINAL_THOUGHTS,
-    FIRST_THOUGHTS,
-    NEXT_THOUGHTS,
-    FormatTrainingConfig,
+from research_rl.bpe import PROTOCOL_TOKENS, train_tokenizer
+from research_rl.demo.pretraining import (
+    CHOICE_WEIGHT,
+    FINAL_THOUGHT,
+    FIRST_THOUGHT,
+    NEXT_THOUGHT,
     TranscriptSampler,
+    collate,
+    copy_row,
     encode_transcript,
+    length_buckets,
+    lm_step,
     names,
-    random_span,
     untagged,
-    words,
+    weighted_nll_sum,
 )
-from research_rl.demo.tokenizer import PROTOCOL_TOKENS, train_tokenizer
 from research_rl.demo.world import WorldConfig, generate_world, split_questions, write_world
 from research_rl.reward import check_format
 from research_rl.rollout import format_passages, result_block
 
-CFG = WorldConfig(seed=2, countries=4, cities=12, people=40, films=40, test_per_hops=10)
+SIZES = dict(countries=4, cities=12, people=40, films=40, heldout_fraction=0.2, test_per_hops=10)
+CFG = WorldConfig(**SIZES, distractors=1)
+SEED = 2
 PROMPT = "Answer with search.\nUser: {question}\nAssistant:"
 
 
@@ -35,22 +41,18 @@ def setup(tmp_path_factory):
     from research_rl.retrieval.index import build_index, load_index
 
     root = tmp_path_factory.mktemp("world")
-    files = write_world(CFG, root)
+    files = write_world(CFG, root, SEED)
     build_index(files.corpus, root / "index", show_progress=False)
     retriever = load_index(root / "index")
-    world = generate_world(CFG)
+    world = generate_world(CFG, SEED)
     tok = train_tokenizer(world.vocabulary_text() + [PROMPT, " ".join(PROTOCOL_TOKENS)], 2000)
     sampler = TranscriptSampler(
         retriever,
         topk=2,
         render_prompt=lambda q: PROMPT.replace("{question}", q),
         render_result=lambda hits: result_block(format_passages(hits, tok, 32)),
-        # Word spans: the tests below check span bounds and the chance rate of word spans.
-        cfg=FormatTrainingConfig(
-            span_pool="words", search_count_probs=[0.1, 0.35, 0.4, 0.15], question_query_prob=0.5
-        ),
     )
-    train, _ = split_questions(world, CFG)
+    train, _ = split_questions(world, CFG, SEED)
     yield sampler, tok, train
     retriever.close()
 
@@ -68,93 +70,33 @@ def test_transcripts_follow_the_protocol(setup):
         assert len(inserted) == len(t.queries)
         assert all(s.startswith("\n" + tags.RESULT_OPEN) for s in inserted)
         assert tags.last_boxed(t.completion).strip() == t.answer
+        thoughts = [c.split(tags.THINK_CLOSE)[0].strip() for c in t.completion.split("<think>")[1:]]
+        k = len(t.queries)
+        assert thoughts == ([FIRST_THOUGHT] + [NEXT_THOUGHT] * (k - 1) + [FINAL_THOUGHT])[: k + 1]
     assert counts == {0, 1, 2, 3}
 
 
-def test_queries_and_answers_are_spans_of_what_was_read(setup):
+def test_queries_are_names_read_so_far_and_later_ones_are_new(setup):
     sampler, _, train = setup
-    rng = random.Random(1)
-    for q in train[:200]:
-        t = sampler.sample(q, rng)
-        read = " ".join(words(q.question))
-        for query, (text, _) in zip(t.queries, t.segments[1::2], strict=True):
-            assert query in read  # a span of the question or of an earlier result (content words)
-            read += " " + " ".join(words(untagged(text)))
-        assert t.answer in read
-
-
-def test_sampling_never_looks_at_the_golden_answer(setup):
-    sampler, _, train = setup
-    for i, q in enumerate(train[:100]):
-        decoy = dataclasses.replace(q, golden_answers=["something else entirely"])
-        assert sampler.sample(q, random.Random(i)) == sampler.sample(decoy, random.Random(i))
-
-
-def test_answers_hit_the_gold_only_at_chance_rate(setup):
-    """The gold answer is boxed about as often as a uniformly drawn one-word span of the read words
-    would box it: no bias towards (or away from) the right answer."""
-    sampler, _, train = setup
-    rng = random.Random(2)
-    hits, chance, n = 0, 0.0, 0
-    for q in train:
-        for _ in range(20):
-            t = sampler.sample(q, rng)
-            source = [
-                w for text, by_model in t.segments if not by_model for w in words(untagged(text))
-            ]
-            if not source:
-                continue
-            n += 1
-            gold = q.golden_answers[0]
-            hits += t.answer == gold
-            # A one-word span (probability span_length_probs[0]) equal to the gold word.
-            chance += sampler.cfg.span_length_probs[0] * source.count(gold) / len(source)
-    assert n > 2000
-    assert chance > 20  # the gold is often retrieved: the test can see a bias
-    assert 0.6 * chance < hits < 1.4 * chance
-
-
-def test_name_spans_are_names_read_so_far_and_hit_the_gold_at_chance(setup):
-    """With ``span_pool: names`` (the demo's default) a query is one name of the question or of an
-    earlier result, the answer (``answer_pool: read``) one name of the results, each uniform over
-    the distinct names: the gold is boxed at the rate a uniform pick among them gives, no more."""
-    base, _, train = setup
-    cfg = FormatTrainingConfig(span_pool="names", fresh_queries=True, answer_pool="read")
-    sampler = TranscriptSampler(
-        base.retriever, base.topk, base.render_prompt, base.render_result, cfg
-    )
     rng = random.Random(5)
-    hits, chance, n = 0, 0.0, 0
     for q in train:
-        for _ in range(20):
-            t = sampler.sample(q, rng)
-            read = names(q.question)
-            for i, (query, (text, _)) in enumerate(zip(t.queries, t.segments[1::2], strict=True)):
+        t = sampler.sample(q, rng)
+        asked = names(q.question)
+        read = list(asked)
+        for i, (query, (text, _)) in enumerate(zip(t.queries, t.segments[1::2], strict=True)):
+            if i == 0:
+                assert query in asked
+            else:
                 assert query in read, (query, read)
-                fresh = [n for n in read[len(names(q.question)) :] if n not in t.queries[:i]]
-                if i and fresh:  # a later query is a retrieved name not searched for yet
-                    assert query in fresh, (query, fresh)
-                read += names(untagged(text))
-            retrieved = set(read[len(names(q.question)) :])
-            if not retrieved:
-                continue
-            assert t.answer in retrieved
-            n += 1
-            hits += t.answer == q.golden_answers[0]
-            chance += (q.golden_answers[0] in retrieved) / len(retrieved)
-    assert n > 2000 and chance > 100
-    assert 0.8 * chance < hits < 1.2 * chance
+                fresh = [n for n in read[len(asked) :] if n not in t.queries[:i]]
+                assert query in (fresh or read[len(asked) :]), (query, fresh)
+            read += names(untagged(text))
 
 
-def test_last_new_answers_are_names_the_last_result_added_and_hit_the_gold_at_chance(setup):
-    """``answer_pool: last_new`` (the default) boxes a name the last result block brought that was
-    not read before it (else a name of that block): uniform over those, so still blind to the
-    gold."""
-    base, _, train = setup
-    cfg = FormatTrainingConfig(span_pool="names", answer_pool="last_new")
-    sampler = TranscriptSampler(
-        base.retriever, base.topk, base.render_prompt, base.render_result, cfg
-    )
+def test_answers_are_names_the_last_result_added_and_hit_the_gold_at_chance(setup):
+    """The boxed answer is uniform over the names the last result block added (else that block's
+    names): the gold is boxed at the rate a uniform pick among them gives, no more."""
+    sampler, _, train = setup
     rng = random.Random(6)
     hits, chance, n, narrower = 0, 0.0, 0, 0
     for q in train:
@@ -176,36 +118,11 @@ def test_last_new_answers_are_names_the_last_result_added_and_hit_the_gold_at_ch
     assert 0.8 * chance < hits < 1.2 * chance
 
 
-@pytest.mark.parametrize("variants", [1, 3])
-def test_thoughts_use_the_first_thought_variants_phrases(setup, variants):
-    base, _, train = setup
-    cfg = FormatTrainingConfig(thought_variants=variants)
-    sampler = TranscriptSampler(
-        base.retriever, base.topk, base.render_prompt, base.render_result, cfg
-    )
-    allowed = {
-        p for phrases in (FIRST_THOUGHTS, NEXT_THOUGHTS, FINAL_THOUGHTS) for p in phrases[:variants]
-    }
-    rng = random.Random(7)
-    used = set()
-    for q in train[:100]:
-        text = sampler.sample(q, rng).completion
-        used |= {
-            chunk.split(tags.THINK_CLOSE)[0].strip() for chunk in text.split(tags.THINK_OPEN)[1:]
-        }
-    assert used == allowed
-
-
-def test_random_span_lengths_and_bounds():
-    rng = random.Random(3)
-    source = [f"w{i}" for i in range(200)]
-    spans = [random_span(rng, source, [0.5, 0.3, 0.2]) for _ in range(2000)]
-    assert all(f" {s} " in f" {' '.join(source)} " for s in spans)
-    assert random_span(rng, ["only"], [0.2, 0.8]) == "only"  # cut at the end of the source
-    lengths = [len(s.split()) for s in spans]
-    assert 0.4 < lengths.count(1) / len(lengths) < 0.6
-    with pytest.raises(ValueError, match="empty source"):
-        random_span(rng, [], [1.0])
+def test_sampling_never_looks_at_the_golden_answer(setup):
+    sampler, _, train = setup
+    for i, q in enumerate(train[:100]):
+        decoy = dataclasses.replace(q, golden_answers=["something else entirely"])
+        assert sampler.sample(q, random.Random(i)) == sampler.sample(decoy, random.Random(i))
 
 
 def test_encoding_matches_the_rollout_engine_and_masks_results(setup):
@@ -234,16 +151,13 @@ def test_choice_tokens_weigh_choice_weight_and_nothing_else_does(setup):
     rng = random.Random(5)
     for q in train[:50]:
         t = sampler.sample(q, rng)
-        ids, weights = encode_transcript(tok, t, choice_weight=3.0)
-        chosen = tok.decode([i for i, w in zip(ids, weights, strict=True) if w == 3.0])
-        # Exactly the query and answer spans carry the weight (thought quotes are off by default).
+        ids, weights = encode_transcript(tok, t)
+        chosen = tok.decode([i for i, w in zip(ids, weights, strict=True) if w == CHOICE_WEIGHT])
         assert "".join(chosen.split()) == "".join(" ".join([*t.queries, t.answer]).split())
-        assert set(weights) <= {0.0, 1.0, 3.0}
+        assert set(weights) <= {0.0, 1.0, CHOICE_WEIGHT}
 
 
 def test_copy_rows_say_random_words_twice_with_loss_on_the_second_saying(setup):
-    from research_rl.demo.copy_training import copy_row
-
     _, tok, _ = setup
     ids, weights = copy_row(tok, random.Random(0), ["Kemora", "born", "city", "Ulaga"], 6)
     half = len(ids) // 2
@@ -256,25 +170,23 @@ def test_copy_rows_say_random_words_twice_with_loss_on_the_second_saying(setup):
 def test_weighted_loss_ignores_weight_zero_tokens_and_scales_with_weights():
     import torch
 
-    from research_rl.demo.weighted_lm import collate, weighted_lm_loss
-
     class Fixed(torch.nn.Module):  # the same logits whatever the input: next token 1 is likely
         def forward(self, input_ids, attention_mask):
             logits = torch.zeros(*input_ids.shape, 4)
             logits[..., 1] = 2.0
             return type("Out", (), {"logits": logits})()
 
-    ids, attn, w = collate([([0, 1, 2], [0.0, 1.0, 0.0]), ([0, 3], [0.0, 0.0])], pad_id=0)
+    def mean_loss(rows):
+        total, weight = weighted_nll_sum(Fixed(), *collate(rows, pad_id=0))
+        return total / weight
+
     nll_1 = torch.log(torch.exp(torch.tensor(2.0)) + 3) - 2.0  # -log softmax for target 1
-    assert torch.isclose(weighted_lm_loss(Fixed(), ids, attn, w), nll_1)
-    ids, attn, w = collate([([0, 1, 2], [0.0, 3.0, 1.0])], pad_id=0)
+    assert torch.isclose(mean_loss([([0, 1, 2], [0.0, 1.0, 0.0]), ([0, 3], [0.0, 0.0])]), nll_1)
     nll_2 = torch.log(torch.exp(torch.tensor(2.0)) + 3)  # target 2 has logit 0
-    assert torch.isclose(weighted_lm_loss(Fixed(), ids, attn, w), (3 * nll_1 + nll_2) / 4)
+    assert torch.isclose(mean_loss([([0, 1, 2], [0.0, 3.0, 1.0])]), (3 * nll_1 + nll_2) / 4)
 
 
 def test_length_buckets_keep_every_row_and_cut_padding():
-    from research_rl.demo.weighted_lm import length_buckets
-
     rows = [([0] * n, [1.0] * n) for n in (200, 30, 210, 25, 28, 190, 31, 205)]
     buckets = length_buckets(rows, max_buckets=3)
     assert sorted(len(ids) for b in buckets for ids, _ in b) == sorted(len(ids) for ids, _ in rows)
@@ -293,8 +205,6 @@ def test_bucketed_step_matches_one_padded_batch():
 
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from research_rl.demo.weighted_lm import lm_step
 
     torch.manual_seed(0)
     config = Qwen2Config(
