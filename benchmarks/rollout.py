@@ -42,27 +42,22 @@ from transformers import (
 from research_rl.backends.base import GenerationOutput, GenerationRequest, SamplingParams
 from research_rl.backends.hf import HFBackend
 from research_rl.bpe import train_tokenizer
-from research_rl.corpus import Passage, write_corpus
+from research_rl.corpus import write_corpus
+from research_rl.demo.world import WorldConfig, generate_world
 from research_rl.metrics import batch_metrics
-from research_rl.questions import Question
 from research_rl.retrieval.index import build_index, load_index
 from research_rl.rollout import RolloutConfig, RolloutEngine
 
-SYLLABLES = ["ka", "lo", "ri", "mu", "te", "sa", "no", "vi", "zu", "be", "da", "pe"]
-
-
-def synthetic_world(rng: random.Random, n: int) -> tuple[list[Passage], list[str]]:
-    names = ["".join(rng.choice(SYLLABLES) for _ in range(3)).title() for _ in range(n)]
-    passages = [
-        Passage.from_title_text(
-            str(i),
-            name,
-            f"{name} is a city in {rng.choice(names)}. It was founded by {rng.choice(names)} and "
-            f"is known for {rng.choice(names)} river and the {rng.choice(names)} festival.",
-        )
-        for i, name in enumerate(names)
-    ]
-    return passages, names
+# The demo's synthetic world, at about 2,000 passages: the retrieval load of a small corpus.
+WORLD = WorldConfig(
+    countries=20,
+    cities=200,
+    people=900,
+    films=900,
+    heldout_fraction=0.2,
+    test_per_hops=1,
+    distractors=2,
+)
 
 
 def make_model(tok: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
@@ -209,13 +204,10 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    rng = random.Random(0)
-    passages, names = synthetic_world(rng, 2000)
+    world = generate_world(WORLD, seed=0)
+    passages = world.passages()
     n_questions = max(1, args.rollouts // args.group)
-    questions = [
-        Question(f"q{i}", f"Which river is {rng.choice(names)} known for?", [rng.choice(names)])
-        for i in range(n_questions)
-    ]
+    questions = random.Random(0).sample(world.questions(), n_questions)
     tok = train_tokenizer(
         [p.contents for p in passages[:500]] + [q.question for q in questions],
         vocab_size=1000,

@@ -1,28 +1,16 @@
-"""Pre-training the demo's fresh policy before GRPO: copying, then the protocol's format.
+"""Pre-training the demo's fresh policy before GRPO: what a pretrained LM would bring, and nothing
+about which answers are right (docs/demo.md, step 5).
 
-A pretrained LM brings two things a freshly initialised one lacks. It can repeat text it has just
-read, without which it can never put the question's entity into its query; and it has seen text
-laid out like the protocol. Both are taught here, and nothing about which answers are right:
+1. **Copy stage**: random words of the world's text said twice, the loss on the second saying. A
+   fresh model cannot repeat what it has just read, so it could never put a name into its query.
+2. **Format stage**: corpus passages, a few copy rows (the skill stays) and protocol transcripts
+   whose every choice is random (how many searches, which name to search, which name to box),
+   never looking at the gold. Transcripts are tokenised piece by piece as the rollout engine
+   builds a rollout, inserted results carry no loss, and the query and answer tokens weigh
+   ``CHOICE_WEIGHT`` boilerplate tokens: they are few and carry every choice the protocol leaves.
 
-1. **Copy stage**: rows of random words from the world's text said twice, the loss on the second
-   saying. The words are drawn independently, so no fact of the world survives into the rows.
-2. **Format stage**: a causal-LM mix of corpus passages, a few copy rows (so the skill stays) and
-   protocol transcripts: a training question's prompt, then a completion whose every choice is
-   random. The number of searches is random; the first query is a random name of the question,
-   each later one a random name of the results read so far that was not searched for yet; the
-   boxed answer is a name the last result added. The gold answer is never consulted: the
-   transcripts teach *how* to search and answer, the reward later teaches *what*.
-
-Transcripts are tokenised piece by piece as the rollout engine builds a rollout, and inserted
-results carry no loss, as in GRPO. Query and answer tokens weigh ``CHOICE_WEIGHT`` times a
-boilerplate token: the boilerplate is learnt within a few dozen steps, while the choices are few
-tokens per transcript and carry everything the protocol leaves to the policy.
-
-Both stages take the same step (:func:`lm_step`): rows of (token ids, per-token loss weight), one
-optimiser step on the weighted mean. A format batch mixes ~200-token transcripts with ~30-token
-rows, so the step pads rows of similar length together (a few length buckets) and accumulates the
-gradient bucket by bucket, each divided by the whole batch's weight: the same loss as one padded
-batch, with a fraction of the padding.
+Both stages take one weighted LM step (:func:`lm_step`) that pads rows of similar length together
+and accumulates the gradient bucket by bucket: one padded batch's loss, a fraction of its padding.
 """
 
 from __future__ import annotations
@@ -249,12 +237,18 @@ def untagged(result: str) -> str:
     return result.replace(tags.RESULT_OPEN, " ").replace(tags.RESULT_CLOSE, " ")
 
 
-def _legacy_pick(rng: random.Random, source: Sequence[str]) -> str:
+# The shipped run's measured figures (docs/demo.md) depend on the order of the sampler's random
+# draws. Three draws belong to options since removed; they are still spent, so that the shipped run
+# stays the measured one byte for byte. Dropping them draws another realisation of the same
+# transcript distribution, and with it other figures (docs/history.md, issue 22).
+def _pick(rng: random.Random, names_: Sequence[str]) -> str:
+    """A uniform pick, after the draw that chose a span's length (always one name)."""
     rng.random()
-    return source[rng.randrange(len(source))]
+    return names_[rng.randrange(len(names_))]
 
 
-def _legacy_thought(rng: random.Random, phrase: str) -> str:
+def _thought(rng: random.Random, phrase: str) -> str:
+    """``phrase``, after the draw that chose it among its variants (one is used)."""
     return rng.choice((phrase,))
 
 
@@ -285,12 +279,13 @@ class TranscriptSampler:
         read_names: list[str] = []
         last_new: list[str] = []
         n_search = rng.choices(range(len(SEARCH_COUNT_PROBS)), weights=SEARCH_COUNT_PROBS)[0]
-        thought = _legacy_thought(rng, FIRST_THOUGHT)
+        thought = _thought(rng, FIRST_THOUGHT)
         for i in range(n_search):
+            # (the draw: a later query from the question, with probability 0)
             from_question = i == 0 or not read_names or rng.random() < 0.0
             # A later query skips names already searched for: a repeated query retrieves nothing.
             source = asked if from_question else [n for n in read_names if n not in t.queries]
-            query = _legacy_pick(rng, source or read_names)
+            query = _pick(rng, source or read_names)
             t.queries.append(query)
             search = [(" <search> ", False), (query, True), (" </search>", False)]
             t.add([(f"<think> {thought} </think>", False), *search], True)
@@ -302,8 +297,8 @@ class TranscriptSampler:
             read += untagged(result)
             read_names = names(read)
             # The inserted block ends in a newline, so the model's next turn starts right at a tag.
-            thought = _legacy_thought(rng, NEXT_THOUGHT if i + 1 < n_search else FINAL_THOUGHT)
-        t.answer = _legacy_pick(rng, last_new or read_names or asked)
+            thought = _thought(rng, NEXT_THOUGHT if i + 1 < n_search else FINAL_THOUGHT)
+        t.answer = _pick(rng, last_new or read_names or asked)
         # Generation stops at </answer>, so nothing follows it (no end-of-sequence token either).
         t.add(
             [

@@ -10,8 +10,8 @@ questions. Run directory (``--output-dir``)::
     world/               corpus.jsonl, train.jsonl, test.jsonl, world.json
     index/               the BM25 index of the corpus
     model/               the pre-trained policy (tokenizer included): GRPO starts here
-    config.yaml, metrics.jsonl, rollouts/, checkpoints/   the GRPO run
-    final_model/         the policy after GRPO (what ``research ask`` loads)
+    config.yaml, metrics.jsonl, rollouts/   the GRPO run
+    checkpoints/step_N/  the policy after GRPO (what ``research ask`` loads)
     eval/before.jsonl, eval/after.jsonl   held-out trajectories
     plots/*.png, summary.json
 """
@@ -19,7 +19,6 @@ questions. Run directory (``--output-dir``)::
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -31,7 +30,12 @@ from pydantic import Field
 
 from research_rl.config import ConfigError, StrictModel, dump_config, load_config
 from research_rl.demo.policy import PolicyConfig
-from research_rl.demo.pretraining import PretrainingConfig
+from research_rl.demo.pretraining import (
+    FINAL_THOUGHT,
+    FIRST_THOUGHT,
+    NEXT_THOUGHT,
+    PretrainingConfig,
+)
 from research_rl.demo.world import WorldConfig
 from research_rl.metrics import batch_metrics
 from research_rl.questions import Question
@@ -48,18 +52,20 @@ DEMO_PROMPT = (
 )
 HOPS = {1: "one_hop", 2: "two_hop"}
 EVAL_BATCH = 64  # held-out questions per generation batch
-LOG_EVERY = 5  # a printed line every N GRPO steps
 # Repeated this often in the tokenizer's training texts, each protocol word becomes one token.
 PROTOCOL_REPEATS = 50
-_LEGACY_THOUGHTS = (
+# The thought phrases, in the tokenizer's texts: the used ones (demo.pretraining) among the variants
+# of an option since removed, in their former order. That keeps the tokenizer's merges, and so the
+# shipped run, the measured one.
+THOUGHT_TEXTS = (
     "I need to find I found",
-    "I need to search for this.",
+    FIRST_THOUGHT,
     "I should look this up.",
     "Let me search.",
-    "I need more information.",
+    NEXT_THOUGHT,
     "Let me search again.",
     "I should search more.",
-    "I can answer now.",
+    FINAL_THOUGHT,
     "I have the answer.",
     "I know the answer now.",
 )
@@ -137,7 +143,7 @@ def tokenizer_texts(world_texts: list[str], prompt: str) -> list[str]:
         prompt,
         "Doc 1 (Title: ) Doc 2 (Title: ) Doc 3 (Title: ) No passages found.",
         "The final answer is \\boxed{ }",
-        *_LEGACY_THOUGHTS,
+        *THOUGHT_TEXTS,
     ]
     return world_texts + protocol * PROTOCOL_REPEATS
 
@@ -171,38 +177,15 @@ def train_config(cfg: DemoConfig, out: Path):
     )
 
 
-def grpo(cfg: DemoConfig, out: Path, console) -> Path:
-    """Train; copy the last checkpoint's model to ``final_model/`` and return that path."""
-    from research_rl.training import checkpoints
+def grpo(cfg: DemoConfig, out: Path) -> Path:
+    """Train (the trainer prints each step); return the last checkpoint, the trained policy."""
+    from research_rl.training.checkpoints import latest_checkpoint
     from research_rl.training.run import train
 
-    steps = cfg.grpo.max_steps or 0
-
-    def on_record(record: dict) -> None:
-        step = record.get("step", 0)
-        if step % LOG_EVERY and step != steps:
-            return
-        console.print(
-            f"step {step:>4}/{steps}  reward {record.get('reward_mean', 0):.3f}  "
-            f"f1 {record.get('f1', 0):.3f}  searches {record.get('searches_per_rollout', 0):.2f}  "
-            f"tokens {record.get('model_tokens_per_rollout', 0):.0f}  "
-            f"{record.get('seconds_per_step', 0):.1f}s/step"
-        )
-
-    result = train(train_config(cfg, out), out, callbacks=[on_record])
-    last = result.last_checkpoint or checkpoints.latest_checkpoint(out)
+    last = train(train_config(cfg, out), out).last_checkpoint or latest_checkpoint(out)
     if last is None:
         raise RuntimeError(f"{out}: GRPO finished without a checkpoint")
-    final = out / "final_model"
-    shutil.rmtree(final, ignore_errors=True)
-    final.mkdir()
-    for p in last.iterdir():
-        # The model and tokenizer files; optimizer and trainer state stay in the checkpoint.
-        if p.suffix in (".json", ".safetensors", ".jinja") and not p.name.startswith(
-            ("trainer_state", "COMPLETE")
-        ):
-            shutil.copy2(p, final / p.name)
-    return final
+    return last
 
 
 def plot(out: Path) -> None:
@@ -348,7 +331,7 @@ def run_demo(cfg: DemoConfig, output_dir: str | Path, console=None) -> dict:
     console.print(results_table(summary))
     del model
     t0 = time.perf_counter()
-    final = grpo(cfg, out, console)
+    final = grpo(cfg, out)
     done("GRPO", t0)
     summary["after"] = held_out("after", AutoModelForCausalLM.from_pretrained(str(final)))
     retriever.close()
@@ -370,12 +353,13 @@ def ask_run(run_dir: str | Path, question: str, initial: bool = False) -> Trajec
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from research_rl.retrieval.index import load_index
+    from research_rl.training.checkpoints import latest_checkpoint
 
     run = Path(run_dir)
     cfg = load_config(run / "demo.yaml", DemoConfig)
-    model_dir = run / ("model" if initial else "final_model")
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no model here (did the demo run finish?)")
+    model_dir = run / "model" if initial else latest_checkpoint(run)
+    if model_dir is None or not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{run}: no trained model here (did the demo run finish?)")
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir))
     # The run directory may have moved since: its own prompt file, wherever it is now.

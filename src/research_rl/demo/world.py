@@ -11,17 +11,10 @@ no question asks about ("Ulaga lives in Kemora.", "Dorimu stars Ulaga.", "Kemora
 Lumo."): a passage offers several candidate names, and the policy must read the relation to pick
 the one that answers or the one to search next.
 
-Questions (the answer is another entity's name, never in the question):
-
-==================  =======  =========================================  ========
-kind                hops     example                                     answer
-==================  =======  =========================================  ========
-``born_in``         one      Where was Ulaga born?                       city
-``directed_by``     one      Who directed Dorimu?                        person
-``located_in``      one      In which country is Kemora?                 country
-``director_born``   two      Where was the director of Dorimu born?      city
-``born_country``    two      In which country was Ulaga born?            country
-==================  =======  =========================================  ========
+Questions (the answer is another entity's name, never in the question): one-hop ``born_in`` (Where
+was Ulaga born?), ``directed_by`` (Who directed Dorimu?), ``located_in`` (In which country is
+Kemora?); two-hop ``director_born`` (Where was the director of Dorimu born?), ``born_country`` (In
+which country was Ulaga born?).
 
 The held-out split asks only about *held-out subjects*: entities no training question names, so
 the policy cannot have learnt their facts from the reward and must retrieve them.
