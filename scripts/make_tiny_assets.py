@@ -1,12 +1,12 @@
 """Make the small committed assets under examples/tiny/ that configs/tiny-cpu.yaml trains on.
 
-The demo's synthetic world at its smallest (``research_rl.demo.world``, no distractors), its
-corpus, train and validation questions ("Where was X born?"), a byte-level BPE tokenizer trained on
-that text (``research_rl.bpe``), a 2-layer Qwen2 (~100k parameters), and a BM25 index. The model is
-primed on the tag protocol (a short supervised pass on scripted rollouts of the training questions,
-run through the real rollout engine and index) so that its GRPO rollouts search, answer and earn
-varied rewards instead of being noise: a test fixture, not part of the method. Deterministic on
-one machine; everything stays well under 3 MB.
+A synthetic world (people born in cities, cities in countries), its corpus, train and validation
+questions ("In which city was X born?"), a byte-level BPE tokenizer trained on that text with
+``tokenizers``, a 2-layer Qwen2 (~100k parameters), and a BM25 index. The model is primed on the
+tag protocol (a short supervised pass on scripted rollouts of the training questions, run through
+the real rollout engine and index) so that its GRPO rollouts search, answer and earn varied rewards
+instead of being noise: a test fixture, not part of the method. Deterministic on one machine;
+everything stays well under 3 MB.
 
     .venv/bin/python scripts/make_tiny_assets.py [--out examples/tiny]
 """
@@ -20,10 +20,9 @@ from pathlib import Path
 
 from research_rl.bpe import EOS, train_tokenizer
 from research_rl.corpus import Passage, write_corpus
-from research_rl.demo.pretraining import lm_step
-from research_rl.demo.world import WorldConfig, generate_world
 from research_rl.questions import Question, write_questions
 
+SYLLABLES = ["ka", "lo", "mi", "ra", "te", "su", "no", "vi", "da", "ze", "pu", "ri", "bo", "el"]
 PROTOCOL_SAMPLES = [
     "<think> I need to find where the person was born. </think> <search> birthplace </search>",
     "<result>\nDoc 1 (Title: Example) text\n</result>",
@@ -35,23 +34,38 @@ CHAT_TEMPLATE = (
 )
 
 
-WORLD = WorldConfig(
-    countries=6,
-    cities=12,
-    people=48,
-    films=1,
-    heldout_fraction=0.2,
-    test_per_hops=1,
-    distractors=0,
-)
+def _name(rng: random.Random, parts: int) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(parts)).capitalize()
 
 
 def make_world(seed: int = 0) -> tuple[list[Passage], list[Question]]:
-    """The world's passages and its 48 birthplace questions, shuffled."""
-    world = generate_world(WORLD, seed)
-    questions = [q for q in world.questions() if q.metadata["kind"] == "born_in"]
-    random.Random(seed).shuffle(questions)
-    return world.passages(), questions
+    rng = random.Random(seed)
+    countries = sorted({_name(rng, 3) for _ in range(6)})
+    cities = {}
+    while len(cities) < 12:
+        cities[_name(rng, 2) + "ton"] = rng.choice(countries)
+    people = {}
+    while len(people) < 48:
+        people[f"{_name(rng, 2)} {_name(rng, 2)}"] = rng.choice(sorted(cities))
+    passages = [
+        Passage.from_title_text(f"c{i}", city, f"{city} is a city in {country}.")
+        for i, (city, country) in enumerate(sorted(cities.items()))
+    ]
+    passages += [
+        Passage.from_title_text(f"p{i}", person, f"{person} was born in {city}.")
+        for i, (person, city) in enumerate(sorted(people.items()))
+    ]
+    questions = [
+        Question(
+            id=f"q{i}",
+            question=f"In which city was {person} born?",
+            golden_answers=[city],
+            metadata={"person": person, "country": cities[city]},
+        )
+        for i, (person, city) in enumerate(sorted(people.items()))
+    ]
+    rng.shuffle(questions)
+    return passages, questions
 
 
 def make_model(tokenizer, seed: int = 0):
@@ -88,8 +102,8 @@ def scripted_rollouts(questions: list[Question], tokenizer, index: Path, prompt:
     scripts = {
         q.question: [
             [
-                f"<think> who is {q.metadata['subject']} </think> "
-                f"<search> {q.metadata['subject']} </search>",
+                f"<think> who is {q.metadata['person']} </think> "
+                f"<search> {q.metadata['person']} </search>",
                 f" <think> found it </think> <answer> \\boxed{{{q.golden_answers[0]}}} </answer>",
             ]
         ]
@@ -102,26 +116,36 @@ def scripted_rollouts(questions: list[Question], tokenizer, index: Path, prompt:
     return engine.run(questions, n=1)
 
 
-def prime(model, tokenizer, trajectories, steps: int = 300, seed: int = 0) -> float:
-    """Supervised pass on the model's own tokens of the scripted rollouts (results masked), with
-    the demo's weighted LM step; returns the last step's loss."""
+def prime(model, trajectories, steps: int = 300, seed: int = 0) -> float:
+    """Supervised pass on the model's own tokens of the scripted rollouts (results masked)."""
     import torch
 
-    rows = [
-        (
-            t.prompt_ids + t.completion_ids,
-            [0.0] * len(t.prompt_ids) + [float(m) for m in t.loss_mask],
-        )
-        for t in trajectories
-    ]
-    rng = random.Random(seed)
     torch.manual_seed(seed)
+    rows = []
+    for t in trajectories:
+        ids = t.prompt_ids + t.completion_ids
+        labels = [-100] * len(t.prompt_ids) + [
+            tok if keep else -100 for tok, keep in zip(t.completion_ids, t.loss_mask, strict=True)
+        ]
+        rows.append((ids, labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
+    g = torch.Generator().manual_seed(seed)
+    loss = torch.tensor(0.0)
     for _ in range(steps):
-        loss = lm_step(model, optimizer, rng.choices(rows, k=8), tokenizer.pad_token_id)
+        batch = [rows[i] for i in torch.randint(len(rows), (8,), generator=g).tolist()]
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in batch])
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+        attention = (
+            torch.arange(width)[None, :] < torch.tensor([len(i) for i, _ in batch])[:, None]
+        ).long()
+        loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
     model.eval()
-    return loss
+    return loss.item()
 
 
 # The rollout settings of configs/tiny-cpu.yaml (the priming rollouts must look like its rollouts).
@@ -159,7 +183,7 @@ def main() -> None:
     model = make_model(tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     trajectories = scripted_rollouts(questions[:40], tokenizer, out / "index", out / "prompt.txt")
-    loss = prime(model, tokenizer, trajectories)
+    loss = prime(model, trajectories)
     print(f"primed on {len(trajectories)} scripted rollouts: final loss {loss:.3f}")
     model.save_pretrained(out / "model")
 
