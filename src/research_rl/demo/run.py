@@ -1,19 +1,9 @@
 """The whole demo: world -> tokenizer -> index -> pre-trained policy -> evaluation -> GRPO ->
-evaluation, plots and a before/after table.
+evaluation, plots and a before/after table (the run directory is described in docs/demo.md).
 
 GRPO runs through ``research_rl.training.run.train``, the code path of ``research train``; the
-evaluation runs the core's ``RolloutEngine`` on the transformers backend, greedy, on held-out
-questions. Run directory (``--output-dir``)::
-
-    demo.yaml            the resolved demo config
-    prompt.txt           the prompt template the policy sees (a short base template)
-    world/               corpus.jsonl, train.jsonl, test.jsonl, world.json
-    index/               the BM25 index of the corpus
-    model/               the pre-trained policy (tokenizer included): GRPO starts here
-    config.yaml, metrics.jsonl, rollouts/   the GRPO run
-    checkpoints/step_N/  the policy after GRPO (what ``research ask`` loads)
-    eval/before.jsonl, eval/after.jsonl   held-out trajectories
-    plots/*.png, summary.json
+evaluations run the core's ``RolloutEngine`` on the transformers backend, greedy, on held-out
+questions.
 """
 
 from __future__ import annotations
