@@ -244,6 +244,9 @@ def test_shipped_configs_validate_and_the_tiny_one_runs(tmp_path):
         "musique",
         "bamboogle",
     ]
+    quickstart = load_config(configs / "eval-smollm2.yaml", EvalConfig)  # docs/quickstart.md
+    assert quickstart.model.path == "models/smollm2-135m-instruct"
+    assert quickstart.rollout.template == "instruct" and quickstart.limit == 30
     result = CliRunner().invoke(
         app,
         [
