@@ -239,7 +239,7 @@ def run_demo(cfg: DemoConfig, output_dir: str | Path, console=None) -> dict:
     from research_rl.corpus import read_corpus
     from research_rl.demo.policy import count_parameters, create_policy, save_policy
     from research_rl.demo.pretraining import TranscriptSampler, copy_train, format_train
-    from research_rl.demo.world import generate_world, write_world
+    from research_rl.demo.world import write_world
     from research_rl.questions import read_questions
     from research_rl.retrieval.index import build_index, load_index
     from research_rl.rollout import format_passages, result_block
@@ -268,7 +268,7 @@ def run_demo(cfg: DemoConfig, output_dir: str | Path, console=None) -> dict:
     dump_config(cfg, out / "demo.yaml")
     files = write_world(cfg.world, out / "world", cfg.seed)
     template = load_template("base", out / "prompt.txt")
-    texts = tokenizer_texts(generate_world(cfg.world, cfg.seed).vocabulary_text(), template.text)
+    texts = tokenizer_texts(files.world.vocabulary_text(), template.text)
     # Saved, then loaded back as every later stage loads it (a Qwen2Tokenizer: research_rl.bpe).
     train_tokenizer(texts, cfg.vocab_size).save_pretrained(str(out / "model"))
     tokenizer = AutoTokenizer.from_pretrained(str(out / "model"))

@@ -230,6 +230,7 @@ class WorldFiles:
     corpus: Path
     train: Path
     test: Path
+    world: World  # what the files were written from
 
 
 def write_world(cfg: WorldConfig, out_dir: str | Path, seed: int = 0) -> WorldFiles:
@@ -239,7 +240,7 @@ def write_world(cfg: WorldConfig, out_dir: str | Path, seed: int = 0) -> WorldFi
     out.mkdir(parents=True, exist_ok=True)
     world = generate_world(cfg, seed)
     train, test = split_questions(world, cfg, seed)
-    files = WorldFiles(out / "corpus.jsonl", out / "train.jsonl", out / "test.jsonl")
+    files = WorldFiles(out / "corpus.jsonl", out / "train.jsonl", out / "test.jsonl", world)
     write_corpus(world.passages(), files.corpus)
     write_questions(train, files.train)
     write_questions(test, files.test)
