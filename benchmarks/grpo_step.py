@@ -84,11 +84,15 @@ def main() -> None:
         rollouts = [json.loads(line) for line in dump.splitlines()]
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    lengths = [
-        (len(tok.encode(r["prompt_text"], add_special_tokens=False)),
-         len(tok.encode(r["text"], add_special_tokens=False)) + 1)
-        for r in rollouts
-    ]  # fmt: skip
+    # by total length: the tightest micro-batches of these rows, as the trainer groups them
+    lengths = sorted(
+        [
+            (len(tok.encode(r["prompt_text"], add_special_tokens=False)),
+             len(tok.encode(r["text"], add_special_tokens=False)) + 1)
+            for r in rollouts
+        ],
+        key=sum,
+    )  # fmt: skip
     dtype = getattr(torch, args.dtype)
     policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
     reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()

@@ -8,6 +8,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from research_rl.training.micro_batches import (
     can_regroup,
+    entropy_scale,
+    entropy_weights,
+    loss_mask,
     partition_free,
     regroup,
     rotary,
@@ -82,9 +85,43 @@ def test_a_batch_with_images_keeps_trls_micro_batches():
 
 
 def test_only_losses_that_ignore_the_partition_are_regrouped():
-    assert partition_free("dapo", entropy_bonus=False) and partition_free("grpo", False)
-    assert not partition_free("bnpo", False)  # divides by each micro-batch's own token count
-    assert not partition_free("dapo", entropy_bonus=True)  # a mean within each micro-batch
+    assert partition_free("dapo") and partition_free("grpo") and partition_free("dr_grpo")
+    assert not partition_free("bnpo")  # divides by each micro-batch's own token count
+
+
+def test_entropy_weights_follow_each_row_into_its_new_micro_batch():
+    whole = _batch()
+    whole["tool_mask"][0, 1] = 0  # a retrieved token: not one the loss (or the bonus) counts
+    halves = [{k: v if v.ndim == 0 else v[i::2] for k, v in whole.items()} for i in range(2)]
+    entropy = torch.rand(len(PROMPTS), max(COMPLETIONS), generator=torch.Generator().manual_seed(1))
+    halves_entropy = [entropy[i::2] for i in range(2)]
+
+    def bonus(parts, entropies):  # TRL's: a token mean within each micro-batch
+        return sum(
+            (e * loss_mask(p)).sum() / loss_mask(p).sum()
+            for p, e in zip(parts, entropies, strict=True)
+        )
+
+    stock = bonus(halves, halves_entropy)
+    tagged = entropy_weights(halves)
+    parts = regroup(tagged)
+
+    def real(ids):  # a row's completion tokens (padding is id 0 here), whatever its width
+        return tuple(ids[ids != 0].tolist())
+
+    by_row = {
+        real(ids): e
+        for h, he in zip(tagged, halves_entropy, strict=True)
+        for ids, e in zip(h["completion_ids"], he, strict=True)
+    }
+    moved = [
+        torch.stack([by_row[real(ids)][: len(ids)] for ids in p["completion_ids"]]) for p in parts
+    ]
+    # in micro-batches that regroup changed (grouped by length), the plain mean moves ...
+    assert abs(float(bonus(parts, moved) - stock)) > 1e-3
+    # ... and the scaled entropies give TRL's value back
+    scaled = [e * entropy_scale(p) for p, e in zip(parts, moved, strict=True)]
+    torch.testing.assert_close(bonus(parts, scaled), stock)
 
 
 def test_prompt_padding_is_kept_for_absolute_positions():

@@ -319,10 +319,9 @@ def test_regrouped_micro_batches_give_the_whole_batch_loss_and_gradients(setup):
 
     trainer, inputs, _ = setup
     assert can_regroup(inputs), sorted(inputs)  # TRL's batch keys are still the known ones
-    assert rotary(trainer.model.config)
+    assert rotary(trainer.model.config) and partition_free(trainer.loss_type)
     trainer.entropy_coef, trainer._entropy_bonus_enabled = 0.0, False
     try:
-        assert partition_free(trainer.loss_type, trainer._entropy_bonus_enabled)
         whole = _micro_batch_loss_and_grads(trainer, [inputs])
         halves = [{k: v if v.ndim == 0 else v[i::2] for k, v in inputs.items()} for i in (0, 1)]
         parts = regroup(halves)
@@ -333,22 +332,30 @@ def test_regrouped_micro_batches_give_the_whole_batch_loss_and_gradients(setup):
         trainer.entropy_coef, trainer._entropy_bonus_enabled = ENTROPY_COEF, True
 
 
-def test_with_the_entropy_bonus_micro_batches_keep_their_rows_and_only_lose_padding(setup):
-    """TRL's entropy bonus is a mean within each micro-batch, so regrouping would change it: the
-    rows stay in TRL's micro-batches, each cut to its own longest row, with TRL's exact loss."""
-    from research_rl.training.micro_batches import partition_free, trim
+def test_with_the_entropy_bonus_regrouped_micro_batches_keep_trls_loss(setup):
+    """TRL's entropy bonus is a token mean within each of its micro-batches. Regrouped rows carry
+    the weight of the micro-batch TRL put them in, so the loss, the gradients and the step's mean
+    of the logged entropy are TRL's; without the weights regrouping would move them."""
+    from research_rl.training.micro_batches import entropy_weights, regroup
 
     trainer, inputs, _ = setup
-    assert not partition_free(trainer.loss_type, trainer._entropy_bonus_enabled)
+    assert trainer._entropy_bonus_enabled and trainer._regroups
     # rows in order: each question's search-right, search-wrong, no-search rollouts
     halves = [{k: v if v.ndim == 0 else v[i : i + 2] for k, v in inputs.items()} for i in (0, 2, 4)]
-    trimmed = [trim(h) for h in halves]
-    assert any(t["completion_ids"].shape[1] < inputs["completion_ids"].shape[1] for t in trimmed)
-    stock = _micro_batch_loss_and_grads(trainer, halves)
-    _assert_same(_micro_batch_loss_and_grads(trainer, trimmed), stock)
-    # and regrouping would have moved it: the check above is the one that keeps TRL's objective
-    from research_rl.training.micro_batches import regroup
 
+    def logged_entropy(parts):
+        trainer._metrics["train"]["entropy"].clear()
+        result = _micro_batch_loss_and_grads(trainer, parts)
+        return result, sum(trainer._metrics["train"]["entropy"]) / len(parts)
+
+    stock, stock_entropy = logged_entropy(halves)
+    parts = regroup(entropy_weights(halves))
+    assert [p["completion_ids"].shape[1] for p in parts] != [
+        h["completion_ids"].shape[1] for h in halves
+    ]
+    regrouped, regrouped_entropy = logged_entropy(parts)
+    _assert_same(regrouped, stock)
+    assert regrouped_entropy == pytest.approx(stock_entropy, rel=1e-5)
     moved = _micro_batch_loss_and_grads(trainer, regroup(halves))
     assert moved[0] != pytest.approx(stock[0], rel=1e-5)
 

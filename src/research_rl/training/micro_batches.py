@@ -5,11 +5,12 @@ whole generation batch, shuffles them and cuts them into micro-batches, so every
 backward pass runs on that width. Search rollouts vary in length by several times, so most of a
 pass was padding. Here each micro-batch is cut to its own longest row, and where the loss does not
 depend on which rows share a micro-batch (:func:`partition_free`) the rollouts are first grouped by
-length into the same number of micro-batches. A column that is padding in every row of a micro-batch
-changes nothing: it is masked out of attention, labels and loss, and trailing columns come after
-every real token under causal attention. Dropped leading (prompt) columns shift every position by
-the same amount, which rotary position embeddings do not see; for a model with absolute positions
-(:func:`rotary` false) they are kept.
+length into the same number of micro-batches; TRL's entropy bonus, a token mean within each of its
+own micro-batches, keeps its value through :func:`entropy_weights`. A column that is padding in
+every row of a micro-batch changes nothing: it is masked out of attention, labels and loss, and
+trailing columns come after every real token under causal attention. Dropped leading (prompt)
+columns shift every position by the same amount, which rotary position embeddings do not see; for
+a model with absolute positions (:func:`rotary` false) they are kept.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ ROW_KEYS = frozenset(
         "ref_per_token_logps",
         "importance_sampling_ratio",
         "tool_mask",
+        "entropy_weight",
     }
 )
 SHARED_KEYS = frozenset({"num_items_in_batch"})
@@ -43,10 +45,34 @@ SHARED_KEYS = frozenset({"num_items_in_batch"})
 PARTITION_FREE_LOSSES = frozenset({"grpo", "dapo", "dr_grpo"})
 
 
-def partition_free(loss_type: str, entropy_bonus: bool) -> bool:
-    """Whether the step's loss is the same whichever rows share a micro-batch. TRL's entropy bonus
-    is a token mean within each micro-batch, so with it on the rows stay where TRL put them."""
-    return loss_type in PARTITION_FREE_LOSSES and not entropy_bonus
+def partition_free(loss_type: str) -> bool:
+    """Whether the loss's policy and KL terms are the same whichever rows share a micro-batch."""
+    return loss_type in PARTITION_FREE_LOSSES
+
+
+def loss_mask(batch: dict[str, Any]) -> torch.Tensor:
+    """The tokens TRL's loss counts: the completion's, less the tool (retrieved) ones."""
+    mask = batch["completion_mask"]
+    return mask * batch["tool_mask"] if "tool_mask" in batch else mask
+
+
+def entropy_weights(batches: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """TRL's micro-batches, each row tagged with 1 / the loss tokens of its micro-batch: the weight
+    TRL's entropy bonus gives each of its tokens. :func:`entropy_scale` carries it into whichever
+    micro-batch :func:`regroup` puts the row in, so the bonus, its gradient and the step's mean of
+    the logged entropy stay TRL's."""
+    out = []
+    for b in batches:
+        tokens = loss_mask(b).sum().clamp(min=1).to(torch.float32)
+        out.append({**b, "entropy_weight": torch.full((len(b["completion_mask"]),), 1 / tokens)})
+    return out
+
+
+def entropy_scale(batch: dict[str, Any]) -> torch.Tensor:
+    """Per-row factor (rows x 1) for the entropies of ``batch``, so that its token mean, which TRL
+    takes, equals the sum of each row's tokens at the weight of the micro-batch it came from."""
+    tokens = loss_mask(batch).sum().clamp(min=1).to(torch.float32)
+    return (batch["entropy_weight"] * tokens)[:, None]
 
 
 def can_regroup(batch: dict[str, Any]) -> bool:

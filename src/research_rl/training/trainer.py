@@ -19,6 +19,8 @@ from trl.trainer.utils import RepeatSampler
 from research_rl.training import checkpoints
 from research_rl.training.micro_batches import (
     can_regroup,
+    entropy_scale,
+    entropy_weights,
     partition_free,
     regroup,
     rotary,
@@ -83,9 +85,19 @@ class ResearchGRPOTrainer(GRPOTrainer):
         return loss
 
     # -- micro-batches cut to their own longest rollout (training/micro_batches.py) -------------
+    _entropy_scale: torch.Tensor | None = None  # set while _compute_loss runs on a regrouped batch
+
     @property
     def _rotary(self) -> bool:
         return rotary(getattr(self.model, "config", None))  # self.model: never the DDP wrapper
+
+    @property
+    def _regroups(self) -> bool:
+        """Whether rows may change micro-batch: the policy and KL terms do not see it, and an
+        entropy bonus keeps TRL's weights unless it selects tokens or adapts its coefficient (both
+        read the entropies themselves, which the weights scale)."""
+        plain_bonus = self.top_entropy_quantile == 1.0 and not self.use_adaptive_entropy
+        return partition_free(self.loss_type) and (not self._entropy_bonus_enabled or plain_bonus)
 
     def _prepare_inputs(self, generation_batch):
         fresh = (
@@ -95,11 +107,25 @@ class ResearchGRPOTrainer(GRPOTrainer):
         inputs = super()._prepare_inputs(generation_batch)
         if not self.model.training or not fresh or not can_regroup(self._buffered_inputs[0]):
             return inputs
-        if partition_free(self.loss_type, self._entropy_bonus_enabled):
-            self._buffered_inputs = regroup(self._buffered_inputs, self._rotary)
+        if self._regroups:
+            batches = self._buffered_inputs
+            if self._entropy_bonus_enabled:
+                batches = entropy_weights(batches)
+            self._buffered_inputs = regroup(batches, self._rotary)
         else:
             self._buffered_inputs = [trim(b, self._rotary) for b in self._buffered_inputs]
         return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
+    def _compute_loss(self, model, inputs):
+        if "entropy_weight" not in inputs:
+            return super()._compute_loss(model, inputs)
+        inputs = dict(inputs)
+        self._entropy_scale = entropy_scale(inputs)
+        del inputs["entropy_weight"]
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._entropy_scale = None
 
     def _get_per_token_logps_and_entropies(
         self,
@@ -114,19 +140,23 @@ class ResearchGRPOTrainer(GRPOTrainer):
     ):
         parent = super()._get_per_token_logps_and_entropies
         if compute_aux_loss or any(v is not None for v in multimodal.values()):
-            return parent(
+            logps, entropies, aux = parent(
                 model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy,
                 compute_aux_loss, **multimodal,
             )  # fmt: skip
+        else:
 
-        def chunk(ids, mask, keep, size, entropy):
-            return parent(model, ids, mask, keep, size, entropy)
+            def chunk(ids, mask, keep, size, entropy):
+                return parent(model, ids, mask, keep, size, entropy)
 
-        logps, entropies = trimmed_logps(
-            chunk, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy,
-            self._rotary,
-        )  # fmt: skip
-        return logps, entropies, None
+            logps, entropies = trimmed_logps(
+                chunk, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy,
+                self._rotary,
+            )  # fmt: skip
+            aux = None
+        if compute_entropy and self._entropy_scale is not None:
+            entropies = entropies * self._entropy_scale.to(entropies)
+        return logps, entropies, aux
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """No model card in every checkpoint (TRL writes one on each save)."""
