@@ -43,10 +43,10 @@ from research_rl.backends.base import GenerationOutput, GenerationRequest, Sampl
 from research_rl.backends.hf import HFBackend
 from research_rl.bpe import train_tokenizer
 from research_rl.corpus import write_corpus
-from research_rl.demo.world import WorldConfig, generate_world
 from research_rl.metrics import batch_metrics
 from research_rl.retrieval.index import build_index, load_index
 from research_rl.rollout import RolloutConfig, RolloutEngine
+from research_rl.synthetic_world import WorldConfig, generate_world
 
 # The demo's synthetic world, at about 2,000 passages: the retrieval load of a small corpus.
 WORLD = WorldConfig(

@@ -1,12 +1,12 @@
 """Make the small committed assets under examples/tiny/ that configs/tiny-cpu.yaml trains on.
 
-A synthetic world (people born in cities, cities in countries), its corpus, train and validation
-questions ("In which city was X born?"), a byte-level BPE tokenizer trained on that text with
-``tokenizers``, a 2-layer Qwen2 (~100k parameters), and a BM25 index. The model is primed on the
-tag protocol (a short supervised pass on scripted rollouts of the training questions, run through
-the real rollout engine and index) so that its GRPO rollouts search, answer and earn varied rewards
-instead of being noise: a test fixture, not part of the method. Deterministic on one machine;
-everything stays well under 3 MB.
+The shared synthetic world at its smallest (people born in cities, cities in countries), its
+corpus, train and validation questions ("Where was X born?"), a byte-level BPE tokenizer trained
+on that text with ``tokenizers``, a 2-layer Qwen2 (~100k parameters), and a BM25 index. The model
+is primed on the tag protocol (a short supervised pass on scripted rollouts of the training
+questions, run through the real rollout engine and index) so that its GRPO rollouts search, answer
+and earn varied rewards instead of being noise: a test fixture, not part of the method.
+Deterministic on one machine; everything stays well under 3 MB.
 
     .venv/bin/python scripts/make_tiny_assets.py [--out examples/tiny]
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 from research_rl.bpe import EOS, train_tokenizer
 from research_rl.corpus import Passage, write_corpus
 from research_rl.questions import Question, write_questions
+from research_rl.synthetic_world import WorldConfig, generate_world
 
-SYLLABLES = ["ka", "lo", "mi", "ra", "te", "su", "no", "vi", "da", "ze", "pu", "ri", "bo", "el"]
 PROTOCOL_SAMPLES = [
     "<think> I need to find where the person was born. </think> <search> birthplace </search>",
     "<result>\nDoc 1 (Title: Example) text\n</result>",
@@ -34,38 +34,19 @@ CHAT_TEMPLATE = (
 )
 
 
-def _name(rng: random.Random, parts: int) -> str:
-    return "".join(rng.choice(SYLLABLES) for _ in range(parts)).capitalize()
+# The shared synthetic world (research_rl.synthetic_world) at its smallest: people, their cities
+# and the cities' countries, no films and no distractors; only its birthplace questions are asked.
+TINY_WORLD = WorldConfig(
+    countries=6, cities=12, people=48, films=0, heldout_fraction=0.1, test_per_hops=1,
+    distractors=0,
+)  # fmt: skip
 
 
 def make_world(seed: int = 0) -> tuple[list[Passage], list[Question]]:
-    rng = random.Random(seed)
-    countries = sorted({_name(rng, 3) for _ in range(6)})
-    cities = {}
-    while len(cities) < 12:
-        cities[_name(rng, 2) + "ton"] = rng.choice(countries)
-    people = {}
-    while len(people) < 48:
-        people[f"{_name(rng, 2)} {_name(rng, 2)}"] = rng.choice(sorted(cities))
-    passages = [
-        Passage.from_title_text(f"c{i}", city, f"{city} is a city in {country}.")
-        for i, (city, country) in enumerate(sorted(cities.items()))
-    ]
-    passages += [
-        Passage.from_title_text(f"p{i}", person, f"{person} was born in {city}.")
-        for i, (person, city) in enumerate(sorted(people.items()))
-    ]
-    questions = [
-        Question(
-            id=f"q{i}",
-            question=f"In which city was {person} born?",
-            golden_answers=[city],
-            metadata={"person": person, "country": cities[city]},
-        )
-        for i, (person, city) in enumerate(sorted(people.items()))
-    ]
-    rng.shuffle(questions)
-    return passages, questions
+    world = generate_world(TINY_WORLD, seed)
+    questions = [q for q in world.questions() if q.metadata["kind"] == "born_in"]
+    random.Random(seed).shuffle(questions)
+    return world.passages(), questions
 
 
 def make_model(tokenizer, seed: int = 0):
@@ -102,8 +83,8 @@ def scripted_rollouts(questions: list[Question], tokenizer, index: Path, prompt:
     scripts = {
         q.question: [
             [
-                f"<think> who is {q.metadata['person']} </think> "
-                f"<search> {q.metadata['person']} </search>",
+                f"<think> who is {q.metadata['subject']} </think> "
+                f"<search> {q.metadata['subject']} </search>",
                 f" <think> found it </think> <answer> \\boxed{{{q.golden_answers[0]}}} </answer>",
             ]
         ]

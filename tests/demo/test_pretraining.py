@@ -26,9 +26,9 @@ from research_rl.demo.pretraining import (
     untagged,
     weighted_nll_sum,
 )
-from research_rl.demo.world import WorldConfig, generate_world, split_questions, write_world
 from research_rl.reward import check_format
 from research_rl.rollout import format_passages, result_block
+from research_rl.synthetic_world import WorldConfig, generate_world, split_questions, write_world
 
 SIZES = dict(countries=4, cities=12, people=40, films=40, heldout_fraction=0.2, test_per_hops=10)
 CFG = WorldConfig(**SIZES, distractors=1)

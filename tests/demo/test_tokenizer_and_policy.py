@@ -6,7 +6,7 @@ import pytest
 
 from research_rl.bpe import PROTOCOL_TOKENS, train_tokenizer
 from research_rl.demo.policy import PolicyConfig, create_policy, save_policy
-from research_rl.demo.world import WorldConfig, generate_world
+from research_rl.synthetic_world import WorldConfig, generate_world
 
 SIZES = dict(countries=3, cities=8, people=30, films=30, heldout_fraction=0.2, test_per_hops=5)
 WORLD = generate_world(WorldConfig(**SIZES, distractors=1), seed=1)

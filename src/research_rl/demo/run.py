@@ -26,11 +26,11 @@ from research_rl.demo.pretraining import (
     NEXT_THOUGHT,
     PretrainingConfig,
 )
-from research_rl.demo.world import WorldConfig
 from research_rl.metrics import batch_metrics
 from research_rl.questions import Question
 from research_rl.rollout import RolloutConfig
 from research_rl.run_dir import write_json_atomic, write_jsonl_atomic
+from research_rl.synthetic_world import WorldConfig
 from research_rl.training.config import GRPOSettings
 from research_rl.trajectory import Trajectory
 
@@ -239,10 +239,10 @@ def run_demo(cfg: DemoConfig, output_dir: str | Path, console=None) -> dict:
     from research_rl.corpus import read_corpus
     from research_rl.demo.policy import count_parameters, create_policy, save_policy
     from research_rl.demo.pretraining import TranscriptSampler, copy_train, format_train
-    from research_rl.demo.world import write_world
     from research_rl.questions import read_questions
     from research_rl.retrieval.index import build_index, load_index
     from research_rl.rollout import format_passages, result_block
+    from research_rl.synthetic_world import write_world
     from research_rl.templates import load_template
 
     console = console or Console()

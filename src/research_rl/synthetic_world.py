@@ -1,4 +1,6 @@
-"""A seeded synthetic knowledge world: entities, relations, a corpus and questions about it.
+"""A seeded synthetic knowledge world: entities, relations, a corpus and questions about it. The
+demo trains on it, ``scripts/make_tiny_assets.py`` makes the test fixtures from its smallest form
+and ``benchmarks/rollout.py`` searches a large one.
 
 Entities are countries, cities, people and films, named with random syllables so that no name
 means anything to a tokenizer or a retriever except through the corpus. Relations form a chain
@@ -51,7 +53,7 @@ class WorldConfig(StrictModel):
     countries: int = Field(ge=1)
     cities: int = Field(ge=1)
     people: int = Field(ge=1)
-    films: int = Field(ge=1)
+    films: int = Field(ge=0)
     heldout_fraction: float = Field(gt=0, lt=1)  # of each subject type
     test_per_hops: int = Field(ge=1)  # held-out questions of each hop count
     distractors: int = Field(ge=0, le=2)  # other names of the answer's type in each passage
@@ -169,8 +171,9 @@ def generate_world(cfg: WorldConfig, seed: int = 0) -> World:
         film_genre={f: rng.choice(_GENRES) for f in films},
     )
     for group in (cities, people, films):
-        k = max(1, round(len(group) * cfg.heldout_fraction))
-        world.heldout.update(rng.sample(group, k))
+        if group:
+            k = max(1, round(len(group) * cfg.heldout_fraction))
+            world.heldout.update(rng.sample(group, k))
     # Distractors draw from a stream of their own, first ones before second ones: a world's
     # facts and questions do not depend on how many distractors its passages carry.
     drng = random.Random(f"{seed}-distractors")

@@ -1,4 +1,4 @@
-"""The demo world: seeded, answers only in the corpus, held-out subjects never trained on."""
+"""The synthetic world: seeded, answers only in the corpus, held-out subjects never trained on."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from research_rl.corpus import read_corpus
-from research_rl.demo.world import (
+from research_rl.questions import read_questions
+from research_rl.retrieval.tokenize import tokenize
+from research_rl.synthetic_world import (
     ONE_HOP_KINDS,
     TWO_HOP_KINDS,
     WorldConfig,
@@ -17,8 +19,6 @@ from research_rl.demo.world import (
     split_questions,
     write_world,
 )
-from research_rl.questions import read_questions
-from research_rl.retrieval.tokenize import tokenize
 
 SIZES = dict(countries=4, cities=12, people=40, films=40, heldout_fraction=0.2, test_per_hops=10)
 SMALL = WorldConfig(**SIZES, distractors=1)
@@ -163,3 +163,13 @@ def test_the_world_config_names_a_bad_or_missing_key():
         WorldConfig(
             countries=4, cities=12, people=40, films=40, heldout_fraction=0.2, distractors=1
         )
+
+
+def test_a_world_without_films_has_people_cities_and_countries_only():
+    """The tiny test fixtures' form (scripts/make_tiny_assets.py)."""
+    cfg = WorldConfig(**{**SIZES, "films": 0, "distractors": 0})
+    world = generate_world(cfg, seed=0)
+    kinds = {q.metadata["kind"] for q in world.questions()}
+    assert kinds == {"born_in", "born_country", "located_in"}
+    assert not any(p.id.startswith("film-") for p in world.passages())
+    assert world.heldout and world.heldout <= set(world.person_city) | set(world.city_country)
