@@ -94,3 +94,26 @@ def test_a_resolved_run_config_loads_back():
     # A run directory keeps its resolved demo.yaml; `research ask` reads it with DemoConfig.
     dumped = load_demo_config().model_dump(mode="json")
     assert DemoConfig.model_validate(dumped).model_dump(mode="json") == dumped
+
+
+def test_the_terminal_table_reads_before_to_after_per_question_type():
+    import io
+
+    from rich.console import Console
+
+    from research_rl.demo.run import results_table
+
+    summary = {
+        "before": {"one_hop": {"f1": 0.02, "n": 50}, "two_hop": {"f1": 0.06, "n": 50}},
+        "after": {"one_hop": {"f1": 1.0, "n": 50}, "two_hop": {"f1": 0.82, "n": 50}},
+        "steps": 300,
+    }
+    console = Console(file=io.StringIO(), width=100)
+    console.print(results_table(summary))
+    printed = console.file.getvalue()
+    assert "before → after GRPO" in " ".join(printed.split())
+    lines = printed.splitlines()
+    assert [line for line in lines if "two-hop" in line] == [
+        next(line for line in lines if "0.06 → 0.82" in line)
+    ]
+    assert any("one-hop" in line and "0.02 → 1.00" in line and "50" in line for line in lines)

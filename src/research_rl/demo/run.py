@@ -189,27 +189,23 @@ def plot(out: Path) -> None:
 
 
 def results_table(summary: dict):
-    """The report module's before/after table for the terminal: a metric's cell reads
-    ``before → after``."""
+    """The before/after table for the terminal: a metric's cell reads ``before → after``."""
     from rich.table import Table
 
-    from research_rl.report.payload import PHASES, before_after_tables
+    from research_rl.report.payload import before_after
 
-    report = before_after_tables({p: summary[p] for p in PHASES if p in summary}, "")[0]
-    columns = dict(zip(report.columns, range(len(report.columns)), strict=True))
-    metrics = dict.fromkeys(c.rsplit(" ", 1)[0] for c in report.columns[1:])
-    phases = [p for p in PHASES if p in summary]
+    phases, metrics, groups = before_after(summary)
     table = Table(title=f"held-out questions (greedy), {' → '.join(phases)} GRPO")
     table.add_column("questions")
     for m in metrics:
         table.add_column(m.replace("_", " "), justify="right")
-    for row in report.rows:
+    for group, by_phase in groups.items():
         cells = []
         for m in metrics:
-            values = [row[columns[f"{m} {p}"]] for p in phases]
+            values = [by_phase.get(p, {}).get(m) for p in phases]
             text = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in values]
             cells.append(text[-1] if m == "n" else " → ".join(text))
-        table.add_row(row[0].replace("_", "-"), *cells)
+        table.add_row(group.replace("_", "-"), *cells)
     return table
 
 

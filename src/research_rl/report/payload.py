@@ -73,18 +73,16 @@ def tables_from(obj: Any, title: str) -> list[Table]:
 PHASES = ("before", "after")
 
 
-def before_after_tables(summary: Any, rel: str) -> list[Table]:
-    """A demo's summary.json (``{"before": {group: {metric: v}}, "after": {...}, ...}``) as one
-    table comparing each metric before and after training, plus whatever else it holds; any
-    other shape is tabled as it is."""
-    if not isinstance(summary, dict) or not any(isinstance(summary.get(p), dict) for p in PHASES):
-        return tables_from(summary, f"Summary ({rel})")
+def before_after(summary: dict) -> tuple[list[str], list[str], dict[str, dict[str, dict]]]:
+    """(phases, metric names, group -> phase -> metrics) of a demo summary's phase blocks:
+    ``{"before": {group: {metric: v}}, "after": {...}}``; metrics straight under a phase are the
+    group ``all``."""
     phases = [p for p in PHASES if isinstance(summary.get(p), dict)]
-    groups: dict[str, dict[str, dict[str, Any]]] = {}  # group -> phase -> metrics
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
     for phase in phases:
         block = summary[phase]
         flat = {k: v for k, v in block.items() if _scalar(v)}
-        if flat:  # metrics straight under the phase
+        if flat:
             groups.setdefault("all", {})[phase] = flat
         for name, metrics in block.items():
             if isinstance(metrics, dict):
@@ -95,6 +93,15 @@ def before_after_tables(summary: Any, rel: str) -> list[Table]:
     for by_phase in groups.values():
         for metrics in by_phase.values():
             names.update(dict.fromkeys(metrics))
+    return phases, list(names), groups
+
+
+def before_after_tables(summary: Any, rel: str) -> list[Table]:
+    """A demo's summary.json as one table comparing each metric before and after training, plus
+    whatever else it holds; any other shape is tabled as it is."""
+    if not isinstance(summary, dict) or not any(isinstance(summary.get(p), dict) for p in PHASES):
+        return tables_from(summary, f"Summary ({rel})")
+    phases, names, groups = before_after(summary)
     columns = ["questions", *(f"{m} {p}" for m in names for p in phases)]
     rows = [
         [group, *(_cell(by_phase.get(p, {}).get(m)) for m in names for p in phases)]
