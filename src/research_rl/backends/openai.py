@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from research_rl.backends.base import GenerationOutput, GenerationRequest, SamplingParams
-from research_rl.http_transport import HTTPCallError, call_json
+from research_rl.backends.completions_server import CompletionsServer
 
 
 class ServerBackendError(RuntimeError):
@@ -69,7 +69,10 @@ def infer_stop(text: str, stops: list[str], choice: dict[str, Any]) -> str | Non
     return best[1] if best else None
 
 
-class OpenAICompletionsBackend:
+class OpenAICompletionsBackend(CompletionsServer):
+    error = ServerBackendError
+    models_path = "/models"  # the configured URL ends in /v1
+
     def __init__(
         self,
         url: str,
@@ -83,12 +86,8 @@ class OpenAICompletionsBackend:
         backoff_s: float = 1.0,
         client: Any = None,
     ) -> None:
-
-        self.base_url = url.rstrip("/")
         self.tokenizer = tokenizer
         self.max_in_flight = max_in_flight
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
         self.timeout_s = timeout_s
         headers = {}
         if api_key_env:
@@ -96,33 +95,10 @@ class OpenAICompletionsBackend:
             if not key:
                 raise ServerBackendError(f"environment variable {api_key_env} is not set")
             headers["Authorization"] = f"Bearer {key}"
-        self.client = client or httpx.Client(timeout=timeout_s, headers=headers)
-        self._model = model
+        client = client or httpx.Client(timeout=timeout_s, headers=headers)
+        self._connect(url, client, model, max_retries, backoff_s)
         self.eos_id: int | None = getattr(tokenizer, "eos_token_id", None)
         self.bos_id: int | None = getattr(tokenizer, "bos_token_id", None)
-
-    @property
-    def model(self) -> str:
-        """The served model: as configured, else the first one ``/v1/models`` lists."""
-        if self._model is None:
-            body = self._request("GET", "/models", None)
-            try:
-                self._model = str(body["data"][0]["id"])
-            except (KeyError, IndexError, TypeError):
-                raise ServerBackendError(
-                    f"{self.base_url}/models: no model listed ({str(body)[:200]})"
-                ) from None
-        return self._model
-
-    def _request(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
-        url = f"{self.base_url}{path}"
-        try:
-            return call_json(
-                self.client, method, url, payload,
-                max_retries=self.max_retries, backoff_s=self.backoff_s,
-            )  # fmt: skip
-        except HTTPCallError as err:
-            raise ServerBackendError(f"{url}: {err}") from None
 
     def prompt_text(self, prompt_ids: list[int]) -> str:
         ids = list(prompt_ids)
@@ -147,7 +123,7 @@ class OpenAICompletionsBackend:
             payload["top_k"] = sampling.top_k  # an extension vLLM, SGLang and llama.cpp accept
         if seed is not None:
             payload["seed"] = seed
-        body = self._request("POST", "/completions", payload)
+        body = self._call("POST", "/completions", payload)
         try:
             choice = body["choices"][0]
             text = choice["text"]
@@ -191,6 +167,3 @@ class OpenAICompletionsBackend:
                 pool.submit(self._one, r, sampling, s) for r, s in zip(requests, seeds, strict=True)
             ]
             return [f.result() for f in futures]
-
-    def close(self) -> None:
-        self.client.close()

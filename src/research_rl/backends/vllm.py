@@ -32,7 +32,7 @@ from research_rl.backends.base import (
     GenerationRequest,
     SamplingParams,
 )
-from research_rl.http_transport import HTTPCallError, call_json
+from research_rl.backends.completions_server import CompletionsServer
 
 INSTALL_HINT = (
     "vLLM is not installed: it is an optional GPU dependency; see docs/scaling.md "
@@ -191,7 +191,7 @@ def _sampled_logprobs(
     return values
 
 
-class VLLMServerBackend:
+class VLLMServerBackend(CompletionsServer):
     """The generation protocol over a vLLM OpenAI-compatible server (``/v1/completions``).
 
     This is the server of TRL's ``vllm_mode="server"`` (``trl vllm-serve``) or a plain
@@ -200,6 +200,8 @@ class VLLMServerBackend:
     in one HTTP call; a seeded call sends each request alone (the server applies one seed to every
     prompt of a call), with up to ``max_in_flight`` calls at once.
     """
+
+    error = VLLMError
 
     def __init__(
         self,
@@ -213,34 +215,10 @@ class VLLMServerBackend:
         backoff_s: float = 1.0,
         client: Any = None,
     ) -> None:
-
-        self.base_url = base_url.rstrip("/")
         self.logprobs = logprobs
         self.max_in_flight = max_in_flight
-        self.max_retries, self.backoff_s = max_retries, backoff_s
-        self.client = client if client is not None else httpx.Client(timeout=timeout_s)
-        self._model = model
-
-    @property
-    def model(self) -> str:
-        if self._model is None:
-            models = self._call("GET", "/v1/models")
-            try:
-                self._model = str(models["data"][0]["id"])
-            except (KeyError, IndexError, TypeError) as err:
-                raise VLLMError(f"{self.base_url}/v1/models: no model listed ({models!r})") from err
-        return self._model
-
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-
-        url = f"{self.base_url}{path}"
-        try:
-            return call_json(
-                self.client, method, url, payload,
-                max_retries=self.max_retries, backoff_s=self.backoff_s,
-            )  # fmt: skip
-        except HTTPCallError as err:
-            raise VLLMError(f"{url}: {err}") from None
+        client = client if client is not None else httpx.Client(timeout=timeout_s)
+        self._connect(base_url, client, model, max_retries, backoff_s)
 
     def generate(
         self, requests: list[GenerationRequest], sampling: SamplingParams
@@ -312,6 +290,3 @@ class VLLMServerBackend:
         output = GenerationOutput(token_ids, finish, stop_string, logprobs)
         _check_budget(output, request, where)
         return output
-
-    def close(self) -> None:
-        self.client.close()
