@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from pydantic import Field
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from research_rl.config import StrictModel
 
@@ -28,8 +30,6 @@ class PolicyConfig(StrictModel):
 
 def create_policy(cfg: PolicyConfig, tokenizer, seed: int = 0):
     """A freshly initialised ``Qwen2ForCausalLM`` sized for ``tokenizer``."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     heads = cfg.hidden_size // HEAD_SIZE
     config = Qwen2Config(

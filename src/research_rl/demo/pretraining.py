@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import torch
 from pydantic import Field
 
 from research_rl import tags
@@ -61,7 +62,6 @@ class PretrainingConfig(StrictModel):
 # -- the weighted LM step ----------------------------------------------------------------------
 def collate(rows: Sequence[Row], pad_id: int):
     """(input ids, attention mask, per-token loss weights), right-padded with weight 0."""
-    import torch
 
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -103,7 +103,6 @@ def length_buckets(rows: Sequence[Row], max_buckets: int = 3) -> list[list[Row]]
 
 def weighted_nll_sum(model, input_ids, attention, weights):
     """(sum of the weighted next-token cross-entropy, sum of the target weights)."""
-    import torch
 
     logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
     nll = torch.nn.functional.cross_entropy(
@@ -115,7 +114,6 @@ def weighted_nll_sum(model, input_ids, attention, weights):
 
 def lm_step(model, optimizer, rows: Sequence[Row], pad_id: int, max_grad_norm=1.0, max_buckets=3):
     """One optimiser step on the weighted mean loss of ``rows``; returns that loss."""
-    import torch
 
     total_weight = max(sum(sum(w[1:]) for _, w in rows), 1e-9)  # targets: every token but the first
     optimizer.zero_grad(set_to_none=True)
@@ -131,7 +129,6 @@ def lm_step(model, optimizer, rows: Sequence[Row], pad_id: int, max_grad_norm=1.
 
 def _train(model, pad_id, seed, learning_rate, steps, batches, on_step, schedule=None):
     """``steps`` weighted LM steps on ``batches(rng)``; the loss per step."""
-    import torch
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -151,7 +148,6 @@ def _train(model, pad_id, seed, learning_rate, steps, batches, on_step, schedule
 
 def warmup_cosine(steps: int, warmup: int, floor: float = 0.1):
     """A ``LambdaLR`` maker: linear warm-up, then cosine decay to ``floor`` times the rate."""
-    import torch
 
     def factor(step: int) -> float:
         if step < warmup:

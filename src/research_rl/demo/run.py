@@ -16,22 +16,49 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import Field
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from research_rl.backends.base import SamplingParams
+from research_rl.backends.factory import hf_backend
+from research_rl.bpe import train_tokenizer
 from research_rl.config import ConfigError, StrictModel, dump_config, load_config
-from research_rl.demo.policy import PolicyConfig
+from research_rl.corpus import read_corpus
+from research_rl.demo.policy import PolicyConfig, count_parameters, create_policy, save_policy
 from research_rl.demo.pretraining import (
     FINAL_THOUGHT,
     FIRST_THOUGHT,
     NEXT_THOUGHT,
     PretrainingConfig,
+    TranscriptSampler,
+    copy_train,
+    format_train,
 )
 from research_rl.metrics import batch_metrics
-from research_rl.questions import Question
-from research_rl.rollout import RolloutConfig
+from research_rl.questions import Question, read_questions
+from research_rl.report.curves import charts
+from research_rl.report.figures import write_figures
+from research_rl.report.payload import before_after
+from research_rl.report.rundir import read_metrics
+from research_rl.retrieval.config import RetrieverConfig
+from research_rl.retrieval.index import build_index, load_index
+from research_rl.rollout import RolloutConfig, RolloutEngine, format_passages, result_block
 from research_rl.run_dir import write_json_atomic, write_jsonl_atomic
-from research_rl.synthetic_world import WorldConfig
-from research_rl.training.config import GRPOSettings
+from research_rl.synthetic_world import WorldConfig, write_world
+from research_rl.templates import load_template
+from research_rl.training.checkpoints import latest_checkpoint
+from research_rl.training.config import (
+    DataSettings,
+    GRPOSettings,
+    ModelSettings,
+    RunSettings,
+    TrainConfig,
+)
+from research_rl.training.run import train
 from research_rl.trajectory import Trajectory
 
 # The base template's protocol in one line: every prompt token is computed in every generation and
@@ -96,11 +123,6 @@ def load_demo_config(
 # -- stages ------------------------------------------------------------------------------------
 def evaluate(model, tokenizer, retriever, rollout: RolloutConfig, questions, on_batch=None):
     """One greedy rollout per question, through the core's engine and the transformers backend."""
-    import torch
-
-    from research_rl.backends.base import SamplingParams
-    from research_rl.backends.factory import hf_backend
-    from research_rl.rollout import RolloutEngine
 
     engine = RolloutEngine(None, tokenizer, retriever, rollout)
     backend, greedy = hf_backend(model, tokenizer), SamplingParams(temperature=0.0)
@@ -140,8 +162,6 @@ def tokenizer_texts(world_texts: list[str], prompt: str) -> list[str]:
 
 def train_config(cfg: DemoConfig, out: Path):
     """The ``research train`` config of the demo's GRPO stage."""
-    from research_rl.retrieval.config import RetrieverConfig
-    from research_rl.training.config import DataSettings, ModelSettings, RunSettings, TrainConfig
 
     steps = cfg.grpo.max_steps
     if steps is None:
@@ -169,8 +189,6 @@ def train_config(cfg: DemoConfig, out: Path):
 
 def grpo(cfg: DemoConfig, out: Path) -> Path:
     """Train (the trainer prints each step); return the last checkpoint, the trained policy."""
-    from research_rl.training.checkpoints import latest_checkpoint
-    from research_rl.training.run import train
 
     last = train(train_config(cfg, out), out).last_checkpoint or latest_checkpoint(out)
     if last is None:
@@ -180,9 +198,6 @@ def grpo(cfg: DemoConfig, out: Path) -> Path:
 
 def plot(out: Path) -> None:
     """The report module's main curves of the GRPO run, as PNGs under ``plots/``."""
-    from research_rl.report.curves import charts
-    from research_rl.report.figures import write_figures
-    from research_rl.report.rundir import read_metrics
 
     main, _ = charts(read_metrics(out / "metrics.jsonl", problems=[]))
     write_figures(main, None, out / "plots")
@@ -190,9 +205,6 @@ def plot(out: Path) -> None:
 
 def results_table(summary: dict):
     """The before/after table for the terminal: a metric's cell reads ``before → after``."""
-    from rich.table import Table
-
-    from research_rl.report.payload import before_after
 
     phases, metrics, groups = before_after(summary)
     table = Table(title=f"held-out questions (greedy), {' → '.join(phases)} GRPO")
@@ -213,7 +225,6 @@ def results_table(summary: dict):
 @contextmanager
 def _bar(console, label: str, total: int):
     """A progress bar; yields ``advance(n=1, loss=None)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, TextColumn("{task.description}"), console=console) as progress:
@@ -227,19 +238,6 @@ def _bar(console, label: str, total: int):
 
 def run_demo(cfg: DemoConfig, output_dir: str | Path, console=None) -> dict:
     """Run the whole demo into ``output_dir``; return the summary (also written to summary.json)."""
-    import torch
-    from rich.console import Console
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from research_rl.bpe import train_tokenizer
-    from research_rl.corpus import read_corpus
-    from research_rl.demo.policy import count_parameters, create_policy, save_policy
-    from research_rl.demo.pretraining import TranscriptSampler, copy_train, format_train
-    from research_rl.questions import read_questions
-    from research_rl.retrieval.index import build_index, load_index
-    from research_rl.rollout import format_passages, result_block
-    from research_rl.synthetic_world import write_world
-    from research_rl.templates import load_template
 
     console = console or Console()
     out = Path(output_dir)
@@ -336,10 +334,6 @@ def run_demo(cfg: DemoConfig, output_dir: str | Path, console=None) -> dict:
 def ask_run(run_dir: str | Path, question: str, initial: bool = False) -> Trajectory:
     """One greedy rollout of ``question`` by a demo run's trained policy (``initial``: the
     pre-trained one)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from research_rl.retrieval.index import load_index
-    from research_rl.training.checkpoints import latest_checkpoint
 
     run = Path(run_dir)
     cfg = load_config(run / "demo.yaml", DemoConfig)
