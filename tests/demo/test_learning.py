@@ -1,7 +1,7 @@
 """The demo learns, as shipped: ``research demo`` with ``configs/demo.yaml`` exactly (seed 0, the
 whole schedule) must meet the demo's targets on its held-out questions (greedy). A flipped
 advantage sign, a result mask letting retrieved tokens into the loss, or a broken reward cannot
-pass. It takes about a quarter of an hour of both cores, so it runs under ``make test-learning``
+pass. It takes about 25 minutes of both cores, so it runs under ``make test-learning``
 (CI runs it after ``make test``)."""
 
 from __future__ import annotations
