@@ -188,3 +188,13 @@ def test_trimmed_log_probs_and_gradients_equal_the_full_width_ones():
     torch.testing.assert_close(lp_trim, lp_full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ent_trim, ent_full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(g_trim, g_full, atol=1e-5, rtol=1e-4)
+
+
+def test_entropy_weights_stay_on_the_batchs_device():
+    """Built from the batch's own tensors, never on the default (CPU) device: the meta device
+    stands in for a GPU."""
+    meta = {k: v.to("meta") for k, v in _batch().items()}
+    (tagged,) = entropy_weights([meta])
+    assert tagged["entropy_weight"].device.type == "meta"
+    assert tagged["entropy_weight"].shape == (len(PROMPTS),)
+    assert entropy_scale(tagged).device.type == "meta"

@@ -63,16 +63,21 @@ def entropy_weights(batches: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     the logged entropy stay TRL's."""
     out = []
     for b in batches:
-        tokens = loss_mask(b).sum().clamp(min=1).to(torch.float32)
-        out.append({**b, "entropy_weight": torch.full((len(b["completion_mask"]),), 1 / tokens)})
+        rows = len(b["completion_mask"])
+        weight = _loss_tokens(b).reciprocal().expand(rows).clone()  # on the batch's device
+        out.append({**b, "entropy_weight": weight})
     return out
 
 
 def entropy_scale(batch: dict[str, Any]) -> torch.Tensor:
     """Per-row factor (rows x 1) for the entropies of ``batch``, so that its token mean, which TRL
     takes, equals the sum of each row's tokens at the weight of the micro-batch it came from."""
-    tokens = loss_mask(batch).sum().clamp(min=1).to(torch.float32)
-    return (batch["entropy_weight"] * tokens)[:, None]
+    return (batch["entropy_weight"] * _loss_tokens(batch))[:, None]
+
+
+def _loss_tokens(batch: dict[str, Any]) -> torch.Tensor:
+    """The loss tokens of ``batch``, at least 1: what TRL's token mean divides by."""
+    return loss_mask(batch).sum().clamp(min=1).to(torch.float32)
 
 
 def can_regroup(batch: dict[str, Any]) -> bool:
