@@ -113,7 +113,7 @@ def test_the_terminal_table_reads_before_to_after_per_question_type():
     printed = console.file.getvalue()
     assert "before → after GRPO" in " ".join(printed.split())
     lines = printed.splitlines()
-    assert [line for line in lines if "two-hop" in line] == [
-        next(line for line in lines if "0.06 → 0.82" in line)
-    ]
-    assert any("one-hop" in line and "0.02 → 1.00" in line and "50" in line for line in lines)
+    (one_hop,) = [line for line in lines if "one-hop" in line]
+    (two_hop,) = [line for line in lines if "two-hop" in line]
+    assert "0.02 → 1.00" in one_hop and "50" in one_hop
+    assert "0.06 → 0.82" in two_hop
